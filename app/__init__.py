@@ -1,0 +1,1 @@
+"""Kizashi's Streamlit app: run loading, pure render components and thin pages."""

@@ -1,0 +1,223 @@
+"""Pure pieces of the risk map page: frames, legend rows and the pydeck choropleth.
+
+Nothing here calls Streamlit, so tests can check colours, rows and the deck JSON
+directly. Colours, level labels and wording all come from the domain's
+`DomainSpec`, the one place a sector's scale is defined.
+
+No map tiles are reachable offline, so the deck has no basemap: district outlines,
+optional name labels and the tooltip (district, domain, probability, level) carry
+the geographic context on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import geopandas as gpd
+import pandas as pd
+import pydeck as pdk
+
+from domains import DOMAINS, DomainSpec, get_domain
+
+FILL_ALPHA = 200
+OUTLINE_COLOR = [60, 60, 60, 255]
+LABEL_COLOR = [20, 20, 20, 255]
+TOOLTIP_HTML = (
+    "<b>{name}</b><br/>{domain_title}<br/>"
+    "Probability: <b>{probability_text}</b><br/>Level: <b>{level_label}</b>"
+)
+_LAYER_COLUMNS = [
+    "district_id",
+    "name",
+    "probability_text",
+    "expected_count",
+    "level_label",
+    "domain_title",
+    "fill_color",
+    "geometry",
+]
+
+
+def window_starts(predictions: pd.DataFrame) -> list[pd.Timestamp]:
+    """The run's distinct window starts, earliest first."""
+    return sorted(pd.unique(predictions["window_start"]))
+
+
+def domains_present(predictions: pd.DataFrame) -> list[str]:
+    """Registered domains that have predictions, in registry order.
+
+    Unknown domain names are left out: without a `DomainSpec` there are no level
+    colours or wording to show them with.
+    """
+    present = set(predictions["domain"].unique())
+    return [name for name in DOMAINS if name in present]
+
+
+def format_window(window_start: pd.Timestamp) -> str:
+    """A window start as the slider shows it, e.g. ``2024-06-01 06:00 UTC``."""
+    return pd.Timestamp(window_start).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_probability(probability: float) -> str:
+    """A probability as a percentage with one decimal, e.g. ``12.5%``."""
+    return f"{100.0 * probability:.1f}%"
+
+
+def risk_layer_frame(
+    predictions: gpd.GeoDataFrame, domain: str, window_start: pd.Timestamp
+) -> gpd.GeoDataFrame:
+    """One row per district for one domain and window, ready to draw.
+
+    The stored ``level`` decides the colour; a level name the domain does not know
+    falls back to `DomainSpec.level_for` on the probability, so a stale run still
+    draws with the current scale.
+
+    Args:
+        predictions: A run's predictions (see `app.loading.read_predictions`).
+        domain: Registered domain name.
+        window_start: One of the run's window starts (tz-aware UTC).
+
+    Returns:
+        Rows sorted by district id with the prediction columns plus
+        ``level_label``, ``fill_color`` (``[r, g, b, a]``), ``probability_text``,
+        ``domain_title`` and ``tooltip``. Empty when nothing matches.
+    """
+    spec = get_domain(domain)
+    by_name = {level.name: level for level in spec.levels}
+    chosen = predictions[
+        (predictions["domain"] == domain) & (predictions["window_start"] == window_start)
+    ]
+    frame = chosen.sort_values("district_id").reset_index(drop=True).copy()
+    levels = [
+        by_name.get(name) or spec.level_for(float(probability))
+        for name, probability in zip(frame["level"], frame["probability"], strict=True)
+    ]
+    frame["level"] = [level.name for level in levels]
+    frame["level_label"] = [level.label for level in levels]
+    frame["fill_color"] = [[*level.color, FILL_ALPHA] for level in levels]
+    frame["probability_text"] = [format_probability(p) for p in frame["probability"]]
+    frame["domain_title"] = spec.title
+    frame["tooltip"] = [
+        f"{name} - {spec.title}: {text} ({label})"
+        for name, text, label in zip(
+            frame["name"], frame["probability_text"], frame["level_label"], strict=True
+        )
+    ]
+    return frame
+
+
+def top_districts(frame: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """The ``n`` districts with the highest probability in a `risk_layer_frame`.
+
+    Returns:
+        A display table with ``District``, ``Probability``, ``Expected events`` and
+        ``Level`` columns, highest risk first (ties broken by district id).
+    """
+    top = frame.sort_values(["probability", "district_id"], ascending=[False, True]).head(n)
+    return pd.DataFrame(
+        {
+            "District": top["name"].to_numpy(),
+            "Probability": top["probability_text"].to_numpy(),
+            "Expected events": top["expected_count"].round(2).to_numpy(),
+            "Level": top["level_label"].to_numpy(),
+        }
+    )
+
+
+def legend_rows(domain: DomainSpec | str) -> list[dict[str, str]]:
+    """One legend row per level, lowest first: label, hex colour, range and wording."""
+    spec = get_domain(domain) if isinstance(domain, str) else domain
+    rows = []
+    for level in spec.levels:
+        red, green, blue = level.color
+        rows.append(
+            {
+                "name": level.name,
+                "label": level.label,
+                "color": f"#{red:02x}{green:02x}{blue:02x}",
+                "range": f"from {format_probability(level.min_probability)}",
+                "wording": level.wording,
+            }
+        )
+    return rows
+
+
+def view_state_for(
+    frame: gpd.GeoDataFrame, width_px: int = 900, height_px: int = 560
+) -> pdk.ViewState:
+    """A top-down view centred on the districts' bounds, zoomed to fit them."""
+    west, south, east, north = frame.total_bounds
+    longitude, latitude = (west + east) / 2.0, (south + north) / 2.0
+    # Web-Mercator: the world is 512 * 2**zoom px wide; latitude spans stretch by 1/cos(lat).
+    lon_span = max(east - west, 1e-6)
+    lat_span = max((north - south) / max(math.cos(math.radians(latitude)), 0.1), 1e-6)
+    zoom = min(
+        math.log2(width_px * 360.0 / (512.0 * lon_span)),
+        math.log2(height_px * 360.0 / (512.0 * lat_span)),
+    )
+    return pdk.ViewState(
+        longitude=float(longitude),
+        latitude=float(latitude),
+        zoom=float(min(max(zoom - 0.2, 1.0), 18.0)),
+        pitch=0,
+        bearing=0,
+    )
+
+
+def build_risk_deck(
+    frame: gpd.GeoDataFrame, *, show_labels: bool = False, height_px: int = 560
+) -> pdk.Deck:
+    """A choropleth of one domain and window, with outlines and a tooltip.
+
+    Args:
+        frame: Output of `risk_layer_frame` (must not be empty).
+        show_labels: Also write each district's name at its centre.
+        height_px: Intended chart height, used to fit the zoom.
+
+    Returns:
+        A `pydeck.Deck` with a pickable ``GeoJsonLayer`` (id ``risk-districts``),
+        no basemap (``map_provider=None``, ``map_style=None``) and a tooltip with
+        district name, domain title, probability in percent and level label.
+    """
+    features = json.loads(frame[_LAYER_COLUMNS].to_json(drop_id=True))
+    layers = [
+        pdk.Layer(
+            "GeoJsonLayer",
+            data=features,
+            id="risk-districts",
+            pickable=True,
+            auto_highlight=True,
+            filled=True,
+            stroked=True,
+            get_fill_color="properties.fill_color",
+            get_line_color=OUTLINE_COLOR,
+            line_width_min_pixels=1,
+        )
+    ]
+    if show_labels:
+        points = frame.geometry.representative_point()
+        labels = [
+            {"name": name, "position": [point.x, point.y]}
+            for name, point in zip(frame["name"], points, strict=True)
+        ]
+        layers.append(
+            pdk.Layer(
+                "TextLayer",
+                data=labels,
+                id="district-labels",
+                get_position="position",
+                get_text="name",
+                get_size=12,
+                get_color=LABEL_COLOR,
+                character_set="auto",
+                pickable=False,
+            )
+        )
+    return pdk.Deck(
+        layers=layers,
+        initial_view_state=view_state_for(frame, height_px=height_px),
+        map_provider=None,
+        map_style=None,
+        tooltip={"html": TOOLTIP_HTML, "style": {"fontSize": "13px"}},
+    )

@@ -1,0 +1,322 @@
+"""The City bundle: everything Kizashi knows about one city, and its folder on disk.
+
+A City is the public district layer (polygons, static attributes, the contiguity
+graph) plus the private observations that edge sites hold (sensor series, camera
+frames, text reports, events). On disk it is a folder of open formats:
+
+    city.json            name, time zone, time span, format version
+    districts.parquet    GeoParquet, EPSG:4326
+    graph.parquet        undirected edges (source, target, weight) by district id
+    sensors.nc           NetCDF, dims (district, time), one variable per channel
+    frames.npz           camera frames, one uint8 array (n, height, width, 3)
+    images.parquet       frame index: district_id, timestamp, frame
+    reports.parquet      district_id, timestamp, source, text
+    events.parquet       district_id, timestamp, domain, kind
+
+Saving writes into a temporary sibling folder and renames it into place, so a
+failed save never leaves a half-written City.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import torch
+import xarray as xr
+from torch_geometric.data import Data
+
+from datasets.errors import (
+    CityDataError,
+    CityNotFoundError,
+    DistrictsFileError,
+    RecordsFileError,
+    SensorsFileError,
+)
+from datasets.graph import build_district_graph
+
+FORMAT_VERSION = 1
+RECORD_COLUMNS = {
+    "images": ["district_id", "timestamp", "frame"],
+    "reports": ["district_id", "timestamp", "source", "text"],
+    "events": ["district_id", "timestamp", "domain", "kind"],
+}
+
+
+@dataclass
+class City:
+    """One city's districts, graph and observations.
+
+    Attributes:
+        name: Human-readable city name.
+        districts: ``district_id``, ``name``, ``geometry`` (EPSG:4326) and public
+            static attributes, one row per district; row order is node order.
+        graph: District graph (`build_district_graph`), same order as districts.
+        sensors: ``xarray.Dataset`` with dims ``(district, time)``, time in UTC.
+        frames: Camera frames, uint8 ``(n_frames, height, width, 3)``.
+        images: Frame index: ``district_id``, ``timestamp`` (UTC), ``frame`` (row
+            in ``frames``).
+        reports: Text reports: ``district_id``, ``timestamp``, ``source``, ``text``.
+        events: Observed events: ``district_id``, ``timestamp``, ``domain``, ``kind``.
+        timezone: IANA time zone of the city, for local-time display.
+        meta: Free-form facts about the city (generator, seed, ...).
+    """
+
+    name: str
+    districts: gpd.GeoDataFrame
+    graph: Data
+    sensors: xr.Dataset
+    frames: np.ndarray
+    images: pd.DataFrame
+    reports: pd.DataFrame
+    events: pd.DataFrame
+    timezone: str = "UTC"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def district_ids(self) -> list[str]:
+        """District ids in node order."""
+        return [str(value) for value in self.districts["district_id"]]
+
+    @property
+    def start(self) -> pd.Timestamp:
+        """First time step of the sensor record (UTC)."""
+        return pd.Timestamp(self.sensors["time"].values[0]).tz_localize("UTC")
+
+    @property
+    def end(self) -> pd.Timestamp:
+        """End of the observed span: one sensor step after the last (UTC)."""
+        times = pd.DatetimeIndex(self.sensors["time"].values)
+        step = times[1] - times[0] if len(times) > 1 else pd.Timedelta(hours=1)
+        return (times[-1] + step).tz_localize("UTC")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle to ``path`` atomically and return it."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self._write(staging)
+            if target.exists():
+                backup = target.with_name(f".{target.name}.old")
+                shutil.rmtree(backup, ignore_errors=True)
+                target.rename(backup)
+                staging.rename(target)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def _write(self, folder: Path) -> None:
+        info = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "timezone": self.timezone,
+            "meta": self.meta,
+        }
+        (folder / "city.json").write_text(json.dumps(info, indent=2, default=str))
+        self.districts.to_parquet(folder / "districts.parquet")
+        _graph_frame(self.graph).to_parquet(folder / "graph.parquet")
+        self.sensors.to_netcdf(folder / "sensors.nc")
+        np.savez_compressed(folder / "frames.npz", frames=self.frames)
+        for name in RECORD_COLUMNS:
+            getattr(self, name).to_parquet(folder / f"{name}.parquet", index=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> City:
+        """Read a bundle written by `save`, checking each file as it comes."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise CityNotFoundError(folder, "city folder does not exist")
+        info = _read_info(folder / "city.json")
+        districts = read_districts_file(folder / "districts.parquet")
+        graph = _read_graph(folder / "graph.parquet", districts)
+        sensors = _read_sensors(folder / "sensors.nc", districts)
+        frames = _read_frames(folder / "frames.npz")
+        records = {
+            name: _read_records(folder / f"{name}.parquet", columns, districts)
+            for name, columns in RECORD_COLUMNS.items()
+        }
+        if len(records["images"]) and records["images"]["frame"].max() >= len(frames):
+            raise RecordsFileError(folder / "images.parquet", "frame index beyond frames.npz")
+        return cls(
+            name=info["name"],
+            districts=districts,
+            graph=graph,
+            sensors=sensors,
+            frames=frames,
+            timezone=info.get("timezone", "UTC"),
+            meta=info.get("meta", {}),
+            **records,
+        )
+
+    def fingerprint(self) -> str:
+        """A short hash of the data, recorded in every run that used this city."""
+        digest = hashlib.sha256()
+        digest.update(b"".join(shapely.to_wkb(self.districts.geometry.values)))
+        digest.update(_canonical_hash(pd.DataFrame(self.districts.drop(columns="geometry"))))
+        for name in self.sensors.data_vars:
+            digest.update(np.nan_to_num(self.sensors[name].values).tobytes())
+        digest.update(self.frames.tobytes())
+        for name in RECORD_COLUMNS:
+            digest.update(_canonical_hash(getattr(self, name)))
+        return digest.hexdigest()[:16]
+
+
+def _canonical_hash(table: pd.DataFrame) -> bytes:
+    """Hash of a record table that ignores storage details (time unit, string dtype)."""
+    canonical = pd.DataFrame(index=range(len(table)))
+    for column in table.columns:
+        values = table[column].reset_index(drop=True)
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            canonical[column] = values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        else:
+            canonical[column] = values.astype(str)
+    return pd.util.hash_pandas_object(canonical, index=False).to_numpy().tobytes()
+
+
+def read_districts_file(path: str | Path) -> gpd.GeoDataFrame:
+    """Read district polygons from GeoParquet or any vector file GDAL reads.
+
+    Raises:
+        CityNotFoundError: The file does not exist.
+        DistrictsFileError: It is unreadable, lacks a CRS or ``district_id``, has
+            duplicate ids or non-polygon geometry.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CityNotFoundError(path, "districts file does not exist")
+    try:
+        if path.suffix == ".parquet":
+            frame = gpd.read_parquet(path)
+        else:
+            frame = gpd.read_file(path)
+    except Exception as error:  # GDAL and pyarrow raise many kinds
+        raise DistrictsFileError(path, f"not a readable GeoParquet/vector file ({error})") from None
+    if frame.crs is None:
+        raise DistrictsFileError(path, "districts have no coordinate reference system")
+    if "district_id" not in frame.columns:
+        raise DistrictsFileError(path, "missing column 'district_id'")
+    frame["district_id"] = frame["district_id"].astype(str)
+    duplicated = frame["district_id"].duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise DistrictsFileError(path, "district_id must be unique", row=row)
+    kinds = frame.geometry.geom_type.fillna("None")
+    bad = ~kinds.isin(["Polygon", "MultiPolygon"])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DistrictsFileError(path, "geometry must be a polygon", row=row)
+    if "name" not in frame.columns:
+        frame["name"] = frame["district_id"]
+    return frame.to_crs("EPSG:4326").reset_index(drop=True)
+
+
+def _read_info(path: Path) -> dict:
+    if not path.exists():
+        raise CityNotFoundError(path, "city.json missing: not a City folder")
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CityDataError(path, f"not valid JSON ({error.msg})", row=error.lineno) from None
+    if info.get("format_version") != FORMAT_VERSION:
+        raise CityDataError(path, f"format_version must be {FORMAT_VERSION}")
+    return info
+
+
+def _graph_frame(graph: Data) -> pd.DataFrame:
+    ids = np.array(graph.district_ids, dtype=object)
+    source, target = graph.edge_index.numpy()
+    half = source < target
+    return pd.DataFrame(
+        {
+            "source": ids[source[half]],
+            "target": ids[target[half]],
+            "weight": graph.edge_weight.numpy()[half],
+        }
+    )
+
+
+def _read_graph(path: Path, districts: gpd.GeoDataFrame) -> Data:
+    edges = _read_table(path, ["source", "target", "weight"])
+    known = set(districts["district_id"])
+    for row, (source, target) in enumerate(zip(edges["source"], edges["target"], strict=True)):
+        if source not in known or target not in known:
+            raise RecordsFileError(path, "edge names an unknown district", row=row)
+    graph = build_district_graph(districts.iloc[:0])
+    ids = list(districts["district_id"])
+    row_of = {district: row for row, district in enumerate(ids)}
+    half = torch.tensor(
+        [[row_of[s] for s in edges["source"]], [row_of[t] for t in edges["target"]]],
+        dtype=torch.long,
+    ).reshape(2, -1)
+    graph.edge_index = torch.cat([half, half.flip(0)], dim=1)
+    weight = torch.tensor(edges["weight"].to_numpy(), dtype=torch.float32)
+    graph.edge_weight = torch.cat([weight, weight])
+    graph.num_nodes = len(ids)
+    graph.district_ids = ids
+    return graph
+
+
+def _read_sensors(path: Path, districts: gpd.GeoDataFrame) -> xr.Dataset:
+    if not path.exists():
+        raise CityNotFoundError(path, "sensors file does not exist")
+    try:
+        sensors = xr.load_dataset(path)
+    except Exception as error:
+        raise SensorsFileError(path, f"not a readable NetCDF file ({error})") from None
+    if set(sensors.dims) != {"district", "time"}:
+        raise SensorsFileError(path, f"dims must be (district, time), got {tuple(sensors.dims)}")
+    if list(sensors["district"].values.astype(str)) != list(districts["district_id"]):
+        raise SensorsFileError(path, "district coordinate must equal the districts' order")
+    return sensors
+
+
+def _read_frames(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise CityNotFoundError(path, "frames file does not exist")
+    try:
+        with np.load(path) as archive:
+            frames = archive["frames"]
+    except Exception as error:
+        raise RecordsFileError(path, f"not a readable frames archive ({error})") from None
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise RecordsFileError(path, "frames must be uint8 (n, height, width, 3)")
+    return frames
+
+
+def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        raise CityNotFoundError(path, "file does not exist")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as error:
+        raise RecordsFileError(path, f"not a readable Parquet file ({error})") from None
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise RecordsFileError(path, f"missing columns {missing}")
+    return table
+
+
+def _read_records(path: Path, columns: list[str], districts: gpd.GeoDataFrame) -> pd.DataFrame:
+    table = _read_table(path, columns)
+    unknown = ~table["district_id"].astype(str).isin(set(districts["district_id"]))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise RecordsFileError(path, "district_id is not a known district", row=row)
+    stamps = table["timestamp"]
+    if len(table) and getattr(stamps.dt, "tz", None) is None:
+        raise RecordsFileError(path, "timestamps must be time-zone aware", row=0)
+    table["timestamp"] = stamps.dt.tz_convert("UTC") if len(table) else stamps
+    return table

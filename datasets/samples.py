@@ -1,0 +1,229 @@
+"""(district, window) samples: what a model sees before a window, and what follows.
+
+A sample's inputs come from a look-back context ``[start - lookback, start)``:
+the sensor series at their own time stamps, the latest camera frame, the text
+reports, and the district's place in the public graph. Its targets are event
+counts per domain in the horizon after ``start``, computed by the caller (the
+domains know which events count). Any modality may be missing; masks say which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from torch.utils.data import Dataset
+
+from datasets.city import City
+
+SAMPLE_KEYS = (
+    "district",
+    "series",
+    "series_time",
+    "series_mask",
+    "image",
+    "image_mask",
+    "text",
+    "text_mask",
+    "targets",
+    "target_mask",
+)
+# Fixed affine scalings for well-known channels; any other channel gets signed log1p.
+CHANNEL_SCALING = {"temperature": (25.0, 5.0), "humidity": (60.0, 20.0), "noise_db": (50.0, 10.0)}
+STATIC_EXCLUDE = {"district_id", "name", "geometry"}
+
+
+def window_starts(city: City, stride_hours: int, lookback_hours: int, horizon_hours: int):
+    """Window starts with a full look-back before and a full horizon after them."""
+    first = city.start + pd.Timedelta(hours=lookback_hours)
+    last = city.end - pd.Timedelta(hours=horizon_hours)
+    return pd.date_range(first, last, freq=f"{stride_hours}h", tz="UTC")
+
+
+def scale_channel(name: str, values: np.ndarray) -> np.ndarray:
+    """Bring one sensor channel to a scale near [-3, 3], the same at every site."""
+    if name in CHANNEL_SCALING:
+        centre, spread = CHANNEL_SCALING[name]
+        return (values - centre) / spread
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def static_features(city: City) -> np.ndarray:
+    """Public district attributes as a z-scored float matrix ``(n_districts, F)``."""
+    frame = pd.DataFrame(city.districts.drop(columns=list(STATIC_EXCLUDE & set(city.districts))))
+    numeric = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    values = numeric.to_numpy()
+    mean = np.nanmean(values, axis=0) if len(values) else 0.0
+    std = np.nanstd(values, axis=0) if len(values) else 1.0
+    values = (values - mean) / np.where(std > 0, std, 1.0)
+    return np.nan_to_num(values).astype(np.float32)
+
+
+def temporal_split(
+    starts: pd.DatetimeIndex, horizon_hours: int, fractions: tuple[float, float] = (0.6, 0.2)
+) -> dict[str, np.ndarray]:
+    """Boolean masks over windows for train, validation and test, in time order.
+
+    Windows whose horizon would reach into the next part are dropped, so no event
+    is both a training target and a test target.
+    """
+    span = starts[-1] - starts[0]
+    cut_val = starts[0] + span * fractions[0]
+    cut_test = starts[0] + span * (fractions[0] + fractions[1])
+    horizon = pd.Timedelta(hours=horizon_hours)
+    return {
+        "train": np.asarray(starts + horizon <= cut_val),
+        "validation": np.asarray((starts >= cut_val) & (starts + horizon <= cut_test)),
+        "test": np.asarray(starts >= cut_test),
+    }
+
+
+class RiskSamples(Dataset):
+    """All (district, window) samples of a city, as dict samples.
+
+    Args:
+        city: The city (or an edge site's share of it).
+        starts: Window starts (UTC), e.g. from `window_starts`.
+        targets: Per domain, counts ``(n_districts, n_windows)``.
+        embed_texts: Maps report texts to vectors ``(n, dim)``; the frozen text
+            encoder of the model, kept outside the data layer.
+        lookback_hours: Length of the context before each window.
+        districts: Row indices of the districts to keep (an edge site's own);
+            all when None.
+    """
+
+    def __init__(
+        self,
+        city: City,
+        starts: pd.DatetimeIndex,
+        targets: dict[str, np.ndarray],
+        embed_texts: Callable[[list[str]], np.ndarray],
+        lookback_hours: int = 24,
+        districts: np.ndarray | None = None,
+    ) -> None:
+        rows = np.arange(len(city.districts)) if districts is None else np.asarray(districts)
+        self.domains = list(targets)
+        self.starts = pd.DatetimeIndex(starts)
+        grid = pd.DatetimeIndex(city.sensors["time"].values).tz_localize("UTC")
+        step_hours = (grid[1] - grid[0]) / pd.Timedelta(hours=1) if len(grid) > 1 else 1.0
+        lookback_steps = max(int(round(lookback_hours / step_hours)), 1)
+        positions = grid.get_indexer(self.starts)
+        if (positions < lookback_steps).any():
+            raise ValueError("every window start must lie on the sensor grid after the look-back")
+        district_of, window_of = np.meshgrid(rows, np.arange(len(starts)), indexing="ij")
+        self.district = district_of.ravel()
+        self.window = window_of.ravel()
+        self._series(city, rows, positions, lookback_steps, step_hours)
+        self._images(city, rows, lookback_hours)
+        self._texts(city, rows, lookback_hours, embed_texts)
+        stacked = np.stack([targets[name][rows] for name in self.domains], axis=-1)
+        self.targets = stacked.reshape(-1, len(self.domains)).astype(np.float32)
+        self.target_mask = np.ones_like(self.targets, dtype=bool)
+
+    def _series(self, city, rows, positions, lookback_steps, step_hours) -> None:
+        channels = list(city.sensors.data_vars)
+        values = np.stack(
+            [scale_channel(name, city.sensors[name].values[rows]) for name in channels], axis=-1
+        ).astype(np.float32)
+        windows = sliding_window_view(values, lookback_steps, axis=1)  # (d, T-L+1, C, L)
+        windows = windows[:, positions - lookback_steps].transpose(0, 1, 3, 2)
+        series = windows.reshape(-1, lookback_steps, len(channels))
+        self.series_mask = ~np.isnan(series)
+        self.series = np.nan_to_num(series)
+        offsets = (np.arange(lookback_steps) - lookback_steps) * step_hours
+        self.series_time = np.broadcast_to(offsets.astype(np.float32), series.shape[:2])
+        self.channels = channels
+
+    def _images(self, city, rows, lookback_hours) -> None:
+        n = len(self.district)
+        size = city.frames.shape[1:3] if len(city.frames) else (16, 16)
+        self.frame_index = np.full(n, -1, dtype=np.int64)
+        ids = np.array(city.district_ids)
+        for position, row in enumerate(rows):
+            mine = city.images[city.images["district_id"] == ids[row]].sort_values("timestamp")
+            if mine.empty:
+                continue
+            stamps = pd.DatetimeIndex(mine["timestamp"]).as_unit("ns").asi8
+            starts = self.starts.as_unit("ns").asi8
+            latest = np.searchsorted(stamps, starts, side="left") - 1
+            lookback = pd.Timedelta(hours=lookback_hours).value
+            fresh = (latest >= 0) & (stamps[np.maximum(latest, 0)] >= starts - lookback)
+            picked = np.where(fresh, mine["frame"].to_numpy()[np.maximum(latest, 0)], -1)
+            self.frame_index[position * len(starts) : (position + 1) * len(starts)] = picked
+        self.frames = city.frames if len(city.frames) else np.zeros((1, *size, 3), np.uint8)
+
+    def _texts(self, city, rows, lookback_hours, embed_texts) -> None:
+        ids = np.array(city.district_ids)
+        reports = city.reports
+        embeddings = np.asarray(embed_texts(reports["text"].tolist()), dtype=np.float32)
+        self.text_dim = embeddings.shape[1]
+        pooled = np.zeros((len(self.district), self.text_dim), dtype=np.float32)
+        counts = np.zeros(len(self.district), dtype=np.int64)
+        starts = self.starts.as_unit("ns").asi8
+        lookback = pd.Timedelta(hours=lookback_hours).value
+        for position, row in enumerate(rows):
+            mine = np.flatnonzero((reports["district_id"] == ids[row]).to_numpy())
+            if len(mine) == 0:
+                continue
+            stamps = pd.DatetimeIndex(reports["timestamp"].iloc[mine]).as_unit("ns").asi8
+            order = np.argsort(stamps)
+            stamps, mine = stamps[order], mine[order]
+            cumulative = np.vstack([np.zeros(self.text_dim), np.cumsum(embeddings[mine], 0)])
+            lo = np.searchsorted(stamps, starts - lookback, side="left")
+            hi = np.searchsorted(stamps, starts, side="left")
+            block = slice(position * len(starts), (position + 1) * len(starts))
+            counts[block] = hi - lo
+            total = cumulative[hi] - cumulative[lo]
+            pooled[block] = total / np.maximum(hi - lo, 1)[:, None]
+        self.text = pooled
+        self.text_count = counts
+
+    def __len__(self) -> int:
+        """Number of (district, window) samples."""
+        return len(self.district)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """One sample as a dict with the keys of `SAMPLE_KEYS`."""
+        return self.batch(np.array([index]), squeeze=True)
+
+    def batch(self, indices: np.ndarray, squeeze: bool = False) -> dict[str, torch.Tensor]:
+        """Samples ``indices`` stacked along a first batch dimension."""
+        frame = self.frame_index[indices]
+        images = self.frames[np.maximum(frame, 0)].astype(np.float32) / 255.0
+        out = {
+            "district": torch.from_numpy(self.district[indices]),
+            "series": torch.from_numpy(self.series[indices]),
+            "series_time": torch.from_numpy(np.ascontiguousarray(self.series_time[indices])),
+            "series_mask": torch.from_numpy(self.series_mask[indices]),
+            "image": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+            "image_mask": torch.from_numpy(frame >= 0),
+            "text": torch.from_numpy(self.text[indices]),
+            "text_mask": torch.from_numpy(self.text_count[indices] > 0),
+            "targets": torch.from_numpy(self.targets[indices]),
+            "target_mask": torch.from_numpy(self.target_mask[indices]),
+        }
+        if squeeze:
+            out = {key: value[0] for key, value in out.items()}
+        return out
+
+    def batches(
+        self, batch_size: int, indices: np.ndarray | None = None, seed: int | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches over ``indices`` (all by default), shuffled when a seed is given."""
+        order = np.arange(len(self)) if indices is None else np.asarray(indices)
+        if seed is not None:
+            order = np.random.default_rng(seed).permutation(order)
+        for begin in range(0, len(order), batch_size):
+            yield self.batch(order[begin : begin + batch_size])
+
+    def split_indices(self, split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Sample indices of each part of a window split (see `temporal_split`)."""
+        return {name: np.flatnonzero(mask[self.window]) for name, mask in split.items()}
+
+
+def collate_samples(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack dict samples (from `RiskSamples.__getitem__`) into one batch."""
+    return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}

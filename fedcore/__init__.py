@@ -1,0 +1,1 @@
+"""The learning core: RiskNet, training on site data, and federation on Flower."""

@@ -1,0 +1,1 @@
+"""Federation on Flower: site plan, client and server apps, strategies, simulation."""

@@ -1,0 +1,100 @@
+"""Training, evaluation and prediction loops shared by sites and the central trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from fedcore.metrics import risk_metrics
+from fedcore.model import MODALITIES, RiskNet
+from fedcore.site_data import SiteData
+
+COUNT_LOSS_WEIGHT = 0.1
+
+
+def risk_loss(output: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
+    """Event BCE plus a Poisson count loss, masked where labels are absent."""
+    counts, mask = batch["targets"], batch["target_mask"].float()
+    labels = (counts > 0).float()
+    bce = functional.binary_cross_entropy_with_logits(output["logits"], labels, reduction="none")
+    poisson = functional.poisson_nll_loss(output["log_rate"], counts, reduction="none")
+    per_entry = (bce + COUNT_LOSS_WEIGHT * poisson) * mask
+    return per_entry.sum() / mask.sum().clamp(min=1.0)
+
+
+def train_epochs(
+    model: RiskNet,
+    data: SiteData,
+    indices: np.ndarray,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+) -> dict[str, float]:
+    """Train in place with AdamW; returns the mean loss and the number of examples."""
+    torch.manual_seed(seed)
+    model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    total, seen = 0.0, 0
+    for epoch in range(epochs):
+        for batch in data.samples.batches(batch_size, indices, seed=seed + epoch):
+            optimiser.zero_grad()
+            loss = risk_loss(model(batch, data.graph), batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            total += loss.item() * len(batch["district"])
+            seen += len(batch["district"])
+    return {"loss": total / max(seen, 1), "num-examples": float(len(indices))}
+
+
+@torch.no_grad()
+def predict(
+    model: RiskNet,
+    data: SiteData,
+    indices: np.ndarray,
+    batch_size: int = 512,
+    contributions: bool = False,
+) -> dict[str, np.ndarray]:
+    """Probabilities and expected counts ``(n, D)``; optionally per-modality contributions.
+
+    A modality's contribution is how much the probability drops when that
+    modality is replaced by its missing token: positive means it raised the risk.
+    """
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {"probability": [], "expected_count": []}
+    for name in MODALITIES if contributions else ():
+        parts[f"contribution_{name}"] = []
+    for batch in data.samples.batches(batch_size, indices):
+        output = model(batch, data.graph)
+        probability = torch.sigmoid(output["logits"])
+        parts["probability"].append(probability.numpy())
+        parts["expected_count"].append(torch.exp(output["log_rate"]).numpy())
+        for position, name in enumerate(MODALITIES if contributions else ()):
+            drop = torch.zeros(len(MODALITIES), dtype=torch.bool)
+            drop[position] = True
+            without = torch.sigmoid(model(batch, data.graph, drop=drop)["logits"])
+            parts[f"contribution_{name}"].append((probability - without).numpy())
+    n_domains = len(model.config.domains)
+    return {
+        key: np.concatenate(value) if value else np.zeros((0, n_domains))
+        for key, value in parts.items()
+    }
+
+
+def evaluate(
+    model: RiskNet, data: SiteData, indices: np.ndarray, batch_size: int = 512
+) -> dict[str, float]:
+    """Loss and ranking metrics of the model on ``indices``."""
+    model.eval()
+    total, seen = 0.0, 0
+    with torch.no_grad():
+        for batch in data.samples.batches(batch_size, indices):
+            total += float(risk_loss(model(batch, data.graph), batch)) * len(batch["district"])
+            seen += len(batch["district"])
+    predicted = predict(model, data, indices, batch_size)
+    metrics = risk_metrics(
+        data.samples.targets[indices], predicted["probability"], model.config.domains
+    )
+    return {"loss": total / max(seen, 1), "num-examples": float(len(indices)), **metrics}

@@ -1,0 +1,1 @@
+"""The jobs analysts run: city, federate, predict, demo; the kizashi command line."""

@@ -1,0 +1,88 @@
+"""The ``kizashi`` command line: thin wrappers over the pipelines.
+
+Errors in the user's data end with one red line naming the file and rule and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from datasets import CityDataError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
+console = Console(stderr=True)
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder of run folders.")]
+
+
+@app.command()
+def demo(
+    runs_dir: RunsDir = Path("runs"),
+    serve: Annotated[bool, typer.Option(help="Serve the app when done.")] = True,
+    city: Annotated[Path | None, typer.Option(help="Use this City folder.")] = None,
+    districts_file: Annotated[
+        Path | None, typer.Option(help="Draw the synthetic city on these polygons.")
+    ] = None,
+    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 40,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
+    sites: Annotated[int, typer.Option(help="Edge sites in the federation.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 3,
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
+    port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
+) -> None:
+    """Build a city, federate over edge sites, predict, and serve the risk map."""
+    from pipelines.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        city_dir=city,
+        districts_file=districts_file,
+        n_districts=districts,
+        days=days,
+        seed=seed,
+        n_sites=sites,
+        rounds=rounds,
+        preset=preset,
+    )
+    with console.status("running the demo...") as status:
+        run_dir = _guarded(
+            lambda: run_demo(options, runs_dir, progress=lambda text: status.update(text))
+        )
+    console.print(f"[green]done[/green]: {run_dir}")
+    if serve:
+        _serve(runs_dir, port)
+
+
+@app.command()
+def serve(runs_dir: RunsDir = Path("runs"), port: int = 8501) -> None:
+    """Serve the app over the runs folder on 127.0.0.1."""
+    _serve(runs_dir, port)
+
+
+def _serve(runs_dir: Path, port: int) -> None:
+    from pipelines.serve import serve_app
+
+    console.print(f"serving the app on http://127.0.0.1:{port} (Ctrl+C to stop)")
+    raise typer.Exit(serve_app(runs_dir, port=port))
+
+
+def _guarded(job):
+    """Run ``job``; bad data ends with one clear line and exit code 2."""
+    try:
+        return job()
+    except CityDataError as error:
+        console.print(f"[red]error[/red]: {error}")
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    """Entry point of the ``kizashi`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

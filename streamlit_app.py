@@ -1,0 +1,15 @@
+"""Kizashi's Streamlit entry point: only the frame that lists the pages.
+
+Run it with ``streamlit run streamlit_app.py``. Each page lives in ``app/pages/``;
+append a new ``st.Page`` to ``PAGES`` to add one. The app only reads run folders
+(see ``app/loading.py``) and never trains.
+"""
+
+import streamlit as st
+
+PAGES = [
+    st.Page("app/pages/risk_map.py", title="Risk map", icon=":material/map:", default=True),
+]
+
+st.set_page_config(page_title="Kizashi", layout="wide")
+st.navigation(PAGES).run()

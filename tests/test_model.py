@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from fedcore.model import ModelConfig, build_model, count_parameters, load_model, save_model
+
+
+def fake_batch(size=4, channels=6, text_dim=384, frame=16, districts=5):
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "district": torch.arange(size) % districts,
+        "series": torch.randn(size, 24, channels, generator=generator),
+        "series_time": torch.arange(-24, 0).float().expand(size, 24),
+        "series_mask": torch.rand(size, 24, channels, generator=generator) > 0.2,
+        "image": torch.rand(size, 3, frame, frame, generator=generator),
+        "image_mask": torch.tensor([True, False] * (size // 2)),
+        "text": torch.randn(size, text_dim, generator=generator),
+        "text_mask": torch.tensor([True] * (size - 1) + [False]),
+        "targets": torch.zeros(size, 2),
+        "target_mask": torch.ones(size, 2, dtype=torch.bool),
+    }
+
+
+def fake_graph(n_static=10, districts=5):
+    edges = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+    x = torch.randn(districts, n_static, generator=torch.Generator().manual_seed(1))
+    return Data(x=x, edge_index=edges, num_nodes=districts)
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    return build_model(ModelConfig.preset_config("tiny")).eval()
+
+
+def test_tiny_preset_is_small_and_outputs_per_domain(tiny):
+    assert count_parameters(tiny) < 2_000_000
+    out = tiny(fake_batch(), fake_graph())
+    assert out["logits"].shape == (4, 2) and out["log_rate"].shape == (4, 2)
+    assert torch.isfinite(out["logits"]).all()
+
+
+def test_missing_modality_uses_the_missing_token(tiny):
+    batch = fake_batch()
+    changed = dict(batch, image=torch.rand_like(batch["image"]))
+    # Sample 1 has no image: changing its pixels must not change its prediction...
+    before, after = tiny(batch, fake_graph()), tiny(changed, fake_graph())
+    assert torch.allclose(before["logits"][1], after["logits"][1])
+    # ...while sample 0 has one, so its prediction moves.
+    assert not torch.allclose(before["logits"][0], after["logits"][0])
+
+
+def test_a_sample_without_any_sensor_reading_stays_finite(tiny):
+    batch = fake_batch()
+    batch["series_mask"][0] = False
+    assert torch.isfinite(tiny(batch, fake_graph())["logits"]).all()
+
+
+def test_dropping_a_modality_changes_the_output(tiny):
+    drop = torch.tensor([False, True, False, False])
+    full, without = tiny(fake_batch(), fake_graph()), tiny(fake_batch(), fake_graph(), drop=drop)
+    assert not torch.allclose(full["logits"][0], without["logits"][0])
+
+
+def test_save_load_gives_identical_predictions(tiny, tmp_path):
+    save_model(tiny, tmp_path / "model")
+    assert {p.name for p in (tmp_path / "model").iterdir()} == {"config.json", "model.safetensors"}
+    loaded = load_model(tmp_path / "model")
+    assert loaded.config == tiny.config
+    batch, graph = fake_batch(), fake_graph()
+    assert torch.equal(loaded(batch, graph)["logits"], tiny(batch, graph)["logits"])
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(KeyError, match="unknown preset"):
+        ModelConfig.preset_config("huge")
+
+
+def test_report_embedder_matches_sentence_transformers_pooling():
+    from fedcore.model.text_embedding import report_embedder
+
+    vectors = report_embedder()(["Festival tonight, large crowds expected.", "Lost cat."])
+    assert vectors.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similar = report_embedder()(["A festival tonight with big crowds expected."])[0]
+    assert vectors[0] @ similar > vectors[1] @ similar
