@@ -125,9 +125,14 @@ class RiskSamples(Dataset):
 
     def _series(self, city, rows, positions, lookback_steps, step_hours) -> None:
         channels = list(city.sensors.data_vars)
+        position = {name: i for i, name in enumerate(city.sensors["district"].values.astype(str))}
+        ids = np.array(city.district_ids)[rows]
+        found = np.array([name in position for name in ids], dtype=bool)
+        take = np.array([position.get(name, 0) for name in ids], dtype=np.int64)
         values = np.stack(
-            [scale_channel(name, city.sensors[name].values[rows]) for name in channels], axis=-1
+            [scale_channel(name, city.sensors[name].values[take]) for name in channels], axis=-1
         ).astype(np.float32)
+        values[~found] = np.nan  # districts without sensors: every reading missing
         windows = sliding_window_view(values, lookback_steps, axis=1)  # (d, T-L+1, C, L)
         windows = windows[:, positions - lookback_steps].transpose(0, 1, 3, 2)
         series = windows.reshape(-1, lookback_steps, len(channels))

@@ -24,6 +24,7 @@ from datasets.city import City
 from datasets.districts_synthetic import METRIC_CRS, add_synthetic_attributes, synthetic_districts
 from datasets.frames_synthetic import render_frames
 from datasets.graph import build_district_graph
+from datasets.oracle import Oracle
 from datasets.reports_synthetic import write_reports
 from datasets.synthetic_clock import CITY_START, UTC_OFFSET_HOURS, local_hour
 
@@ -36,15 +37,21 @@ EVENT_KINDS = {
 }
 
 
-def make_city(
+def make_city(**kwargs) -> City:
+    """Draw a synthetic city (see `make_city_and_oracle` for the arguments)."""
+    return make_city_and_oracle(**kwargs)[0]
+
+
+def make_city_and_oracle(
     n_districts: int = 25,
     days: int = 14,
     seed: int = 0,
     frame_every_hours: int = 3,
     frame_size: int = 16,
     districts: gpd.GeoDataFrame | None = None,
-) -> City:
-    """Draw a synthetic city.
+    spillover: float = 0.3,
+) -> tuple[City, Oracle]:
+    """Draw a synthetic city and the hidden truth behind it.
 
     Args:
         n_districts: Number of districts (Voronoi cells over central Tokyo).
@@ -55,9 +62,13 @@ def make_city(
         districts: Real district polygons (``district_id``, ``name``,
             ``geometry``) to draw the city on instead of Voronoi cells; its
             row count replaces ``n_districts``.
+        spillover: Share of the neighbours' mean rate added to a district's own
+            (risk spreads along the district graph; 0 switches it off).
 
     Returns:
-        A `City` with districts, graph, sensors, frames, reports and events.
+        The `City` (districts, graph, sensors, frames, reports, events) and its
+        `Oracle`: the hourly event rates the events were drawn from, which no
+        model may read.
     """
     rng = np.random.default_rng(seed)
     if districts is not None:
@@ -72,11 +83,11 @@ def make_city(
     times = pd.date_range(CITY_START, periods=days * 24, freq="h")
     hidden = _hidden_factors(districts, graph, times, rng)
     sensors = _sensors(districts, times, hidden, rng)
-    counts = _event_counts(districts, graph, times, hidden, rng)
+    counts = _event_counts(districts, hidden, spillover, rng)
     events = _events(districts, times, counts, hidden, rng)
     frames, images = render_frames(districts, times, hidden, frame_every_hours, frame_size, rng)
     reports = write_reports(districts, times, hidden, events, rng)
-    return City(
+    city = City(
         name=f"Synthetic Tokyo ({n_districts} districts, seed {seed})",
         districts=districts,
         graph=graph,
@@ -88,6 +99,24 @@ def make_city(
         timezone="Asia/Tokyo",
         meta={"generator": "kizashi.synthetic", "seed": seed, "days": days},
     )
+    oracle = Oracle(
+        district_ids=city.district_ids,
+        times=times,
+        rates={domain: hidden[f"rate_{domain}"].astype(np.float32) for domain in EVENT_KINDS},
+        factors={
+            name: np.asarray(hidden[name], dtype=np.float32)
+            for name in (
+                "rain",
+                "temperature",
+                "crowd",
+                "festival",
+                "announced",
+                "traffic",
+                "flood_rate",
+            )
+        },
+    )
+    return city, oracle
 
 
 def _hidden_factors(districts, graph, times, rng) -> dict[str, np.ndarray]:
@@ -114,18 +143,17 @@ def _hidden_factors(districts, graph, times, rng) -> dict[str, np.ndarray]:
     for _ in range(rng.poisson(days / 10) + 1):
         start = rng.integers(0, steps)
         heat[start : start + rng.integers(48, 120)] += rng.uniform(4, 7)
-    elevation = districts["elevation_m"].to_numpy()
     temperature = (
-        26 + diurnal[None, :] + daily[None, :steps] + heat[None, :] - 0.006 * elevation[:, None]
+        26 + diurnal[None, :] + daily[None, :steps] + heat[None, :] + np.zeros((n, 1))
     ) - 1.5 * np.minimum(rain, 4)
 
     commercial = districts["commercial_share"].to_numpy()
     evening = np.exp(-((hour - 19) ** 2) / 8.0)
     crowd = 0.3 + commercial[:, None] * (0.6 + evening[None, :])
-    crowd = crowd + _ar1(rng, (n, steps), 0.9, 0.08)
+    crowd = crowd + _ar1(rng, (n, steps), 0.9, 0.15)
     festival = np.zeros((n, steps))
     announced = np.zeros((n, steps))
-    for _ in range(rng.poisson(0.15 * n * days / 7) + 1):
+    for _ in range(rng.poisson(0.3 * n * days / 7) + 1):
         district = rng.integers(0, n)
         day = rng.integers(0, int(days))
         start = day * 24 + (17 - UTC_OFFSET_HOURS) % 24 + rng.integers(-2, 3)
@@ -188,7 +216,7 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
         "humidity": np.clip(
             70 - 1.5 * (hidden["temperature"] - 26) + 8 * np.minimum(hidden["rain"], 3), 20, 100
         ),
-        "noise_db": 45 + 8 * hidden["traffic"] + 4 * hidden["crowd"] + rng.normal(0, 1, (n, steps)),
+        "noise_db": 45 + 8 * hidden["traffic"] + rng.normal(0, 1, (n, steps)),
     }
     outage = rng.random((n, steps // 24 + 1)) < 0.03
     outage = np.repeat(outage, 24, axis=1)[:, :steps]
@@ -206,7 +234,7 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
     )
 
 
-def _event_counts(districts, graph, times, hidden, rng) -> dict[str, np.ndarray]:
+def _event_counts(districts, hidden, spillover: float, rng) -> dict[str, np.ndarray]:
     """Hourly event counts per domain, drawn from rates the hidden factors set."""
     elevation = districts["elevation_m"].to_numpy()
     lowness = np.clip((20 - elevation) / 20, 0, 1)[:, None]
@@ -226,10 +254,11 @@ def _event_counts(districts, graph, times, hidden, rng) -> dict[str, np.ndarray]
     adjacency = hidden["adjacency"]
     counts = {}
     for domain, rate in rates.items():
-        rate = rate + 0.3 * adjacency @ rate
+        rate = rate + spillover * adjacency @ rate
         rate = rate * _scale_to_window_rate(rate, TARGET_WINDOW_RATE[domain])
         hidden[f"rate_{domain}"] = rate
         counts[domain] = rng.poisson(rate)
+    hidden["flood_rate"] = hidden["rate_disaster"] * hidden["flood_share"]
     return counts
 
 

@@ -13,9 +13,11 @@ import typer
 from rich.console import Console
 
 from datasets import CityDataError
+from pipelines.city_commands import city_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
 console = Console(stderr=True)
+app.add_typer(city_app, name="city")
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder of run folders.")]
 
 
@@ -49,7 +51,7 @@ def demo(
         preset=preset,
     )
     with console.status("running the demo...") as status:
-        run_dir = _guarded(
+        run_dir = guarded(
             lambda: run_demo(options, runs_dir, progress=lambda text: status.update(text))
         )
     console.print(f"[green]done[/green]: {run_dir}")
@@ -70,7 +72,7 @@ def _serve(runs_dir: Path, port: int) -> None:
     raise typer.Exit(serve_app(runs_dir, port=port))
 
 
-def _guarded(job):
+def guarded(job):
     """Run ``job``; bad data ends with one clear line and exit code 2."""
     try:
         return job()
