@@ -42,6 +42,14 @@ from datasets.errors import (
     SensorsFileError,
 )
 from datasets.graph import build_district_graph
+from datasets.schema import (
+    check_known_districts,
+    validate_districts,
+    validate_frames,
+    validate_image_index,
+    validate_records,
+    validate_sensors,
+)
 
 FORMAT_VERSION = 1
 RECORD_COLUMNS = {
@@ -60,7 +68,9 @@ class City:
         districts: ``district_id``, ``name``, ``geometry`` (EPSG:4326) and public
             static attributes, one row per district; row order is node order.
         graph: District graph (`build_district_graph`), same order as districts.
-        sensors: ``xarray.Dataset`` with dims ``(district, time)``, time in UTC.
+        sensors: ``xarray.Dataset`` with dims ``(district, time)``, time in UTC;
+            it may cover only some districts (an edge site's, or those with
+            sensors), in any order.
         frames: Camera frames, uint8 ``(n_frames, height, width, 3)``.
         images: Frame index: ``district_id``, ``timestamp`` (UTC), ``frame`` (row
             in ``frames``).
@@ -135,12 +145,19 @@ class City:
 
     @classmethod
     def load(cls, path: str | Path) -> City:
-        """Read a bundle written by `save`, checking each file as it comes."""
+        """Read a bundle written by `save`, checking each file as it comes.
+
+        The rules are those of `datasets.schema`, the same an import is held to.
+
+        Raises:
+            CityNotFoundError: The folder or one of its files does not exist.
+            CityDataError: A file breaks a rule (a subclass names which).
+        """
         folder = Path(path)
         if not folder.is_dir():
             raise CityNotFoundError(folder, "city folder does not exist")
         info = _read_info(folder / "city.json")
-        districts = read_districts_file(folder / "districts.parquet")
+        districts = _read_districts(folder / "districts.parquet")
         graph = _read_graph(folder / "graph.parquet", districts)
         sensors = _read_sensors(folder / "sensors.nc", districts)
         frames = _read_frames(folder / "frames.npz")
@@ -148,8 +165,7 @@ class City:
             name: _read_records(folder / f"{name}.parquet", columns, districts)
             for name, columns in RECORD_COLUMNS.items()
         }
-        if len(records["images"]) and records["images"]["frame"].max() >= len(frames):
-            raise RecordsFileError(folder / "images.parquet", "frame index beyond frames.npz")
+        validate_image_index(records["images"], folder / "images.parquet", len(frames))
         return cls(
             name=info["name"],
             districts=districts,
@@ -186,41 +202,15 @@ def _canonical_hash(table: pd.DataFrame) -> bytes:
     return pd.util.hash_pandas_object(canonical, index=False).to_numpy().tobytes()
 
 
-def read_districts_file(path: str | Path) -> gpd.GeoDataFrame:
-    """Read district polygons from GeoParquet or any vector file GDAL reads.
+def read_districts_file(path: str | Path, crs: str | None = None) -> gpd.GeoDataFrame:
+    """Read district polygons from any supported file; see `datasets.io.read_districts`.
 
-    Raises:
-        CityNotFoundError: The file does not exist.
-        DistrictsFileError: It is unreadable, lacks a CRS or ``district_id``, has
-            duplicate ids or non-polygon geometry.
+    Kept here for callers of the first release; the reader lives in `datasets.io`,
+    which builds Cities and so imports this module (hence the import inside).
     """
-    path = Path(path)
-    if not path.exists():
-        raise CityNotFoundError(path, "districts file does not exist")
-    try:
-        if path.suffix == ".parquet":
-            frame = gpd.read_parquet(path)
-        else:
-            frame = gpd.read_file(path)
-    except Exception as error:  # GDAL and pyarrow raise many kinds
-        raise DistrictsFileError(path, f"not a readable GeoParquet/vector file ({error})") from None
-    if frame.crs is None:
-        raise DistrictsFileError(path, "districts have no coordinate reference system")
-    if "district_id" not in frame.columns:
-        raise DistrictsFileError(path, "missing column 'district_id'")
-    frame["district_id"] = frame["district_id"].astype(str)
-    duplicated = frame["district_id"].duplicated()
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise DistrictsFileError(path, "district_id must be unique", row=row)
-    kinds = frame.geometry.geom_type.fillna("None")
-    bad = ~kinds.isin(["Polygon", "MultiPolygon"])
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DistrictsFileError(path, "geometry must be a polygon", row=row)
-    if "name" not in frame.columns:
-        frame["name"] = frame["district_id"]
-    return frame.to_crs("EPSG:4326").reset_index(drop=True)
+    from datasets.io.districts import read_districts
+
+    return read_districts(path, crs=crs)
 
 
 def _read_info(path: Path) -> dict:
@@ -248,14 +238,22 @@ def _graph_frame(graph: Data) -> pd.DataFrame:
     )
 
 
+def _read_districts(path: Path) -> gpd.GeoDataFrame:
+    if not path.exists():
+        raise CityNotFoundError(path, "districts file does not exist")
+    try:
+        frame = gpd.read_parquet(path)
+    except Exception as error:  # pyarrow raises many kinds
+        raise DistrictsFileError(path, f"not a readable GeoParquet file ({error})") from None
+    return validate_districts(frame, path)
+
+
 def _read_graph(path: Path, districts: gpd.GeoDataFrame) -> Data:
     edges = _read_table(path, ["source", "target", "weight"])
-    known = set(districts["district_id"])
-    for row, (source, target) in enumerate(zip(edges["source"], edges["target"], strict=True)):
-        if source not in known or target not in known:
-            raise RecordsFileError(path, "edge names an unknown district", row=row)
-    graph = build_district_graph(districts.iloc[:0])
     ids = list(districts["district_id"])
+    check_known_districts(edges["source"], path, ids)
+    check_known_districts(edges["target"], path, ids)
+    graph = build_district_graph(districts.iloc[:0])
     row_of = {district: row for row, district in enumerate(ids)}
     half = torch.tensor(
         [[row_of[s] for s in edges["source"]], [row_of[t] for t in edges["target"]]],
@@ -276,11 +274,7 @@ def _read_sensors(path: Path, districts: gpd.GeoDataFrame) -> xr.Dataset:
         sensors = xr.load_dataset(path)
     except Exception as error:
         raise SensorsFileError(path, f"not a readable NetCDF file ({error})") from None
-    if set(sensors.dims) != {"district", "time"}:
-        raise SensorsFileError(path, f"dims must be (district, time), got {tuple(sensors.dims)}")
-    if list(sensors["district"].values.astype(str)) != list(districts["district_id"]):
-        raise SensorsFileError(path, "district coordinate must equal the districts' order")
-    return sensors
+    return validate_sensors(sensors, path, districts["district_id"])
 
 
 def _read_frames(path: Path) -> np.ndarray:
@@ -291,9 +285,7 @@ def _read_frames(path: Path) -> np.ndarray:
             frames = archive["frames"]
     except Exception as error:
         raise RecordsFileError(path, f"not a readable frames archive ({error})") from None
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise RecordsFileError(path, "frames must be uint8 (n, height, width, 3)")
-    return frames
+    return validate_frames(frames, path)
 
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -305,18 +297,9 @@ def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
         raise RecordsFileError(path, f"not a readable Parquet file ({error})") from None
     missing = [column for column in columns if column not in table.columns]
     if missing:
-        raise RecordsFileError(path, f"missing columns {missing}")
+        raise RecordsFileError(path, f"missing columns {missing}", row="header")
     return table
 
 
 def _read_records(path: Path, columns: list[str], districts: gpd.GeoDataFrame) -> pd.DataFrame:
-    table = _read_table(path, columns)
-    unknown = ~table["district_id"].astype(str).isin(set(districts["district_id"]))
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise RecordsFileError(path, "district_id is not a known district", row=row)
-    stamps = table["timestamp"]
-    if len(table) and getattr(stamps.dt, "tz", None) is None:
-        raise RecordsFileError(path, "timestamps must be time-zone aware", row=0)
-    table["timestamp"] = stamps.dt.tz_convert("UTC") if len(table) else stamps
-    return table
+    return validate_records(_read_table(path, columns), path, columns, districts["district_id"])

@@ -48,3 +48,14 @@ def oracle(
         row = [scores.get(f"{metric}-{name}") for metric in ("auprc", "auroc", "brier")]
         table.add_row(name, *("-" if value is None else f"{value:.3f}" for value in row))
     console.print(table)
+
+
+def _register_commands() -> None:
+    """Add the import/check and partition commands, which live in their own modules."""
+    from pipelines import city_io, partition_commands
+
+    city_io.register(city_app)
+    partition_commands.register(city_app)
+
+
+_register_commands()

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from datasets import CityDataError
 from pipelines.city_commands import city_app
@@ -33,6 +34,7 @@ def demo(
     days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
     sites: Annotated[int, typer.Option(help="Edge sites in the federation.")] = 10,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 3,
+    local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
     preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
     seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
     port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
@@ -49,6 +51,7 @@ def demo(
         n_sites=sites,
         rounds=rounds,
         preset=preset,
+        local_epochs=local_epochs,
     )
     with console.status("running the demo...") as status:
         run_dir = guarded(
@@ -77,7 +80,7 @@ def guarded(job):
     try:
         return job()
     except CityDataError as error:
-        console.print(f"[red]error[/red]: {error}")
+        console.print(f"[red]error[/red]: {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

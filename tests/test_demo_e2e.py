@@ -9,7 +9,18 @@ import geopandas as gpd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_DEMO = ["--districts", "12", "--days", "6", "--sites", "10", "--rounds", "2", "--preset", "tiny"]
+TINY_DEMO = [
+    "--districts",
+    "12",
+    "--days",
+    "6",
+    "--sites",
+    "10",
+    "--rounds",
+    "2",
+    "--preset",
+    "tiny",
+]
 
 
 def kizashi(*args, cwd=ROOT):

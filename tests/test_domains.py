@@ -30,7 +30,13 @@ def test_targets_count_events_in_each_window_horizon():
             "district_id": ["A", "A", "B", "B", "Z"],
             "timestamp": [t0 + pd.Timedelta(hours=h) for h in (1, 7, 5, 5)]
             + [t0 + pd.Timedelta(hours=1)],
-            "kind": ["traffic_accident", "traffic_accident", "traffic_accident", "theft", "traffic_accident"],
+            "kind": [
+                "traffic_accident",
+                "traffic_accident",
+                "traffic_accident",
+                "theft",
+                "traffic_accident",
+            ],
         }
     )
     starts = pd.date_range(t0, periods=3, freq="3h")  # 0h, 3h, 6h; horizon 6h

@@ -25,7 +25,9 @@ def test_queen_graph_equals_libpysal_on_real_polygons(example):
     districts = gpd.read_file(EXAMPLES / example).reset_index(drop=True)
     districts["district_id"] = [str(i) for i in range(len(districts))]
     graph = build_district_graph(districts)
-    weights = libpysal.weights.Queen.from_dataframe(districts, use_index=False, silence_warnings=True)
+    weights = libpysal.weights.Queen.from_dataframe(
+        districts, use_index=False, silence_warnings=True
+    )
     expected = {(i, j) for i, neighbours in weights.neighbors.items() for j in neighbours}
     assert _edges(graph) == expected
     assert graph.num_nodes == len(districts)

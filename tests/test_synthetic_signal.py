@@ -94,3 +94,19 @@ def test_labels_depend_on_neighbours():
     with_spillover, without = _neighbour_festival_effect(0.3), _neighbour_festival_effect(0.0)
     assert with_spillover >= 3.0
     assert with_spillover >= 2 * without
+
+
+def test_oracle_command_scores_the_ceiling(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.city_commands import city_app
+
+    runner = CliRunner()
+    made = runner.invoke(
+        city_app, ["make", str(tmp_path / "city"), "--districts", "15", "--days", "6"]
+    )
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "city" / "oracle.npz").exists()
+    scored = runner.invoke(city_app, ["oracle", str(tmp_path / "city")])
+    assert scored.exit_code == 0, scored.output
+    assert "macro" in scored.output and "AUPRC" in scored.output
