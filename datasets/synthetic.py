@@ -28,6 +28,8 @@ from datasets.oracle import Oracle
 from datasets.reports_synthetic import write_reports
 from datasets.synthetic_clock import CITY_START, UTC_OFFSET_HOURS, local_hour
 
+SENSOR_INTERVALS_HOURS = np.array([1, 2, 3])
+SENSOR_INTERVAL_SHARES = np.array([0.7, 0.2, 0.1])
 TARGET_WINDOW_RATE = {"traffic": 0.06, "safety": 0.05, "crowd": 0.03, "disaster": 0.03}
 EVENT_KINDS = {
     "traffic": ("traffic_accident",),
@@ -79,7 +81,7 @@ def make_city_and_oracle(
         districts = synthetic_districts(n_districts, rng)
     else:
         districts = add_synthetic_attributes(districts, rng)
-    graph = build_district_graph(districts)
+    graph = build_district_graph(districts, extra_edges=_road_links(districts, rng))
     times = pd.date_range(CITY_START, periods=days * 24, freq="h")
     hidden = _hidden_factors(districts, graph, times, rng)
     sensors = _sensors(districts, times, hidden, rng)
@@ -201,6 +203,28 @@ def _row_normalised_adjacency(graph, n: int) -> np.ndarray:
     return np.divide(adjacency, degree, out=np.zeros_like(adjacency), where=degree > 0)
 
 
+def _road_links(districts, rng, share: float = 0.15) -> list[tuple[str, str, float]]:
+    """Arterial roads: weighted links from busy districts to the next-nearest busy ones.
+
+    They join districts that do not touch, so traffic risk can travel along them.
+    """
+    centroids = districts.to_crs(METRIC_CRS).geometry.centroid
+    points = np.column_stack([centroids.x, centroids.y])
+    busy = np.flatnonzero(
+        districts["road_density"].to_numpy()
+        >= np.quantile(districts["road_density"].to_numpy(), 1 - 2 * share)
+    )
+    ids = districts["district_id"].to_numpy()
+    links = []
+    for index in busy:
+        distance = np.hypot(*(points[busy] - points[index]).T)
+        order = busy[np.argsort(distance)]
+        if len(order) > 2:
+            target = order[rng.integers(1, min(4, len(order)))]
+            links.append((ids[index], ids[target], 0.5))
+    return links
+
+
 def _sensors(districts, times, hidden, rng) -> xr.Dataset:
     """Sensor channels observed from the hidden state, with outages as NaN."""
     n, steps = hidden["rain"].shape
@@ -220,6 +244,10 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
     }
     outage = rng.random((n, steps // 24 + 1)) < 0.03
     outage = np.repeat(outage, 24, axis=1)[:, :steps]
+    # Older sensor networks report less often: every 2 or 3 hours in some districts.
+    interval = rng.choice(SENSOR_INTERVALS_HOURS, size=n, p=SENSOR_INTERVAL_SHARES)
+    off_schedule = (np.arange(steps)[None, :] % interval[:, None]) != 0
+    outage = outage | off_schedule
     data_vars = {}
     for name, values in channels.items():
         values = np.where(outage, np.nan, values).astype(np.float32)

@@ -112,3 +112,20 @@ def test_city_on_given_polygons(tiny_city):
     city = make_city(days=2, seed=1, districts=polygons)
     assert list(city.district_ids) == list(polygons["district_id"])
     assert "elevation_m" in city.districts
+
+
+def test_sensor_intervals_differ_by_district_and_roads_link_distant_districts():
+    from datasets.graph import queen_neighbour_pairs
+
+    city = make_city(n_districts=60, days=3, seed=8)
+    observed = ~np.isnan(city.sensors["temperature"].values)
+    steps_between = [np.diff(np.flatnonzero(row)).min() for row in observed if row.sum() > 1]
+    assert {1, 2, 3} <= set(steps_between)
+    contiguous = {tuple(pair) for pair in queen_neighbour_pairs(city.districts.geometry).tolist()}
+    source, target = city.graph.edge_index.numpy()
+    links = {(int(a), int(b)) for a, b in zip(source, target, strict=True) if a < b}
+    roads = links - contiguous
+    assert roads, "some road links join districts that do not touch"
+    pairs = zip(source.tolist(), target.tolist(), strict=True)
+    weight = dict(zip(pairs, city.graph.edge_weight, strict=True))
+    assert all(float(weight[pair]) == 0.5 for pair in roads)
