@@ -1,6 +1,6 @@
 """Benchmark: build and save the 400-district, 60-day synthetic city.
 
-Run ``python -m pipelines.bench_city [--out results.json]``. It prints a table
+Run ``python -m pipelines.bench_city [--out runs/bench/city.json]``. It prints a table
 (build seconds, save seconds, peak memory, sizes) and writes the same as JSON.
 The issue's bound: build + save within 60 s and 4 GB on a 2-core machine.
 """
@@ -48,7 +48,7 @@ def bench_city(n_districts: int = 400, days: int = 60, seed: int = 0) -> dict:
 def main(
     districts: int = 400,
     days: int = 60,
-    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("bench_city.json"),
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("runs/bench/city.json"),
 ) -> None:
     """Print and save the benchmark."""
     result = bench_city(districts, days)
@@ -58,6 +58,7 @@ def main(
     for key, value in result.items():
         table.add_row(key, str(value))
     Console().print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 
 

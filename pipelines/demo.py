@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datasets import City, make_city, read_districts_file
+from datasets import City, read_districts_file
+from datasets.oracle import Oracle
+from datasets.synthetic import make_city_and_oracle
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.simulation import simulate_federation
 from fedcore.federation.sites import group_districts_into_sites, write_site_plan
@@ -51,14 +53,17 @@ class DemoOptions:
     local_epochs: int = 1
 
 
-def obtain_city(options: DemoOptions) -> City:
-    """Load the given City folder, or draw a synthetic city (on given polygons if any)."""
+def obtain_city(options: DemoOptions) -> tuple[City, Oracle | None]:
+    """Load the given City folder, or draw a synthetic city (on given polygons if any).
+
+    A synthetic city comes with its oracle (the hidden rates), saved beside it.
+    """
     if options.city_dir is not None:
-        return City.load(options.city_dir)
+        return City.load(options.city_dir), None
     districts = None
     if options.districts_file is not None:
         districts = read_districts_file(options.districts_file)
-    return make_city(
+    return make_city_and_oracle(
         n_districts=options.n_districts, days=options.days, seed=options.seed, districts=districts
     )
 
@@ -66,11 +71,13 @@ def obtain_city(options: DemoOptions) -> City:
 def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -> Path:
     """Run the whole demo and return the run folder it wrote."""
     started = time.perf_counter()
-    city = obtain_city(options)  # bad input fails here, before anything is written
+    city, oracle = obtain_city(options)  # bad input fails here, before anything is written
     n_sites = min(options.n_sites, len(city.districts))
     run_dir = new_run_dir(runs_dir, "demo")
     progress(f"city: {city.name}, {len(city.districts)} districts -> {run_dir}")
     city_dir = city.save(run_dir / "city")
+    if oracle is not None:
+        oracle.save(city_dir)
     sites_file = write_site_plan(
         group_districts_into_sites(city, n_sites, options.seed), run_dir / "sites.json"
     )

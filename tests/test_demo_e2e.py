@@ -49,6 +49,7 @@ def test_run_folder_holds_the_contract(demo_run):
     assert manifest["status"] == "finished"
     assert manifest["n_sites"] == 10
     assert len(manifest["data_fingerprint"]) == 16
+    assert (demo_run / "city" / "oracle.npz").exists()  # the synthetic city's ceiling, apart
 
 
 def test_predictions_are_a_geoparquet_risk_table(demo_run):
