@@ -27,6 +27,7 @@ SAMPLE_KEYS = (
     "image",
     "image_mask",
     "text",
+    "text_time",
     "text_mask",
     "targets",
     "target_mask",
@@ -93,6 +94,8 @@ class RiskSamples(Dataset):
         lookback_hours: Length of the context before each window.
         districts: Row indices of the districts to keep (an edge site's own);
             all when None.
+        max_reports: The latest reports of a context kept per sample; each is
+            one token for the text encoder, with its age in hours.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class RiskSamples(Dataset):
         embed_texts: Callable[[list[str]], np.ndarray],
         lookback_hours: int = 24,
         districts: np.ndarray | None = None,
+        max_reports: int = 8,
     ) -> None:
         rows = np.arange(len(city.districts)) if districts is None else np.asarray(districts)
         self.domains = list(targets)
@@ -118,7 +122,7 @@ class RiskSamples(Dataset):
         self.window = window_of.ravel()
         self._series(city, rows, positions, lookback_steps, step_hours)
         self._images(city, rows, lookback_hours)
-        self._texts(city, rows, lookback_hours, embed_texts)
+        self._texts(city, rows, lookback_hours, embed_texts, max_reports)
         stacked = np.stack([targets[name][rows] for name in self.domains], axis=-1)
         self.targets = stacked.reshape(-1, len(self.domains)).astype(np.float32)
         self.target_mask = np.ones_like(self.targets, dtype=bool)
@@ -160,31 +164,48 @@ class RiskSamples(Dataset):
             self.frame_index[position * len(starts) : (position + 1) * len(starts)] = picked
         self.frames = city.frames if len(city.frames) else np.zeros((1, *size, 3), np.uint8)
 
-    def _texts(self, city, rows, lookback_hours, embed_texts) -> None:
+    def _texts(self, city, rows, lookback_hours, embed_texts, max_reports) -> None:
+        """Index the ``max_reports`` latest reports of each context; embed each report once."""
         ids = np.array(city.district_ids)
         reports = city.reports
         embeddings = np.asarray(embed_texts(reports["text"].tolist()), dtype=np.float32)
-        self.text_dim = embeddings.shape[1]
-        pooled = np.zeros((len(self.district), self.text_dim), dtype=np.float32)
-        counts = np.zeros(len(self.district), dtype=np.int64)
+        self.text_dim = embeddings.shape[1] if embeddings.ndim == 2 else 0
+        # One zero row at the end: index -1 (no report) gathers zeros.
+        self.report_embeddings = np.vstack(
+            [embeddings.reshape(len(reports), self.text_dim), np.zeros((1, self.text_dim))]
+        ).astype(np.float32)
+        n = len(self.district)
+        self.report_index = np.full((n, max_reports), -1, dtype=np.int64)
+        self.report_time = np.zeros((n, max_reports), dtype=np.float32)
+        self.text_count = np.zeros(n, dtype=np.int64)
         starts = self.starts.as_unit("ns").asi8
         lookback = pd.Timedelta(hours=lookback_hours).value
+        hour = pd.Timedelta(hours=1).value
+        all_stamps = pd.DatetimeIndex(reports["timestamp"]).as_unit("ns").asi8
+        district_of_report = reports["district_id"].to_numpy()
         for position, row in enumerate(rows):
-            mine = np.flatnonzero((reports["district_id"] == ids[row]).to_numpy())
+            mine = np.flatnonzero(district_of_report == ids[row])
             if len(mine) == 0:
                 continue
-            stamps = pd.DatetimeIndex(reports["timestamp"].iloc[mine]).as_unit("ns").asi8
-            order = np.argsort(stamps)
-            stamps, mine = stamps[order], mine[order]
-            cumulative = np.vstack([np.zeros(self.text_dim), np.cumsum(embeddings[mine], 0)])
+            order = np.argsort(all_stamps[mine], kind="stable")
+            stamps, mine = all_stamps[mine][order], mine[order]
             lo = np.searchsorted(stamps, starts - lookback, side="left")
             hi = np.searchsorted(stamps, starts, side="left")
             block = slice(position * len(starts), (position + 1) * len(starts))
-            counts[block] = hi - lo
-            total = cumulative[hi] - cumulative[lo]
-            pooled[block] = total / np.maximum(hi - lo, 1)[:, None]
-        self.text = pooled
-        self.text_count = counts
+            self.text_count[block] = hi - lo
+            slots = hi[:, None] - max_reports + np.arange(max_reports)[None, :]
+            valid = slots >= lo[:, None]
+            safe = np.clip(slots, 0, len(mine) - 1)
+            self.report_index[block] = np.where(valid, mine[safe], -1)
+            ages = (stamps[safe] - starts[:, None]) / hour
+            self.report_time[block] = np.where(valid, ages, 0.0)
+
+    def pooled_text(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """Mean embedding of each sample's indexed reports ``(n, text_dim)`` (zeros if none)."""
+        index = self.report_index if indices is None else self.report_index[indices]
+        gathered = self.report_embeddings[index]
+        count = (index >= 0).sum(axis=1, keepdims=True)
+        return gathered.sum(axis=1) / np.maximum(count, 1)
 
     def __len__(self) -> int:
         """Number of (district, window) samples."""
@@ -205,8 +226,9 @@ class RiskSamples(Dataset):
             "series_mask": torch.from_numpy(self.series_mask[indices]),
             "image": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
             "image_mask": torch.from_numpy(frame >= 0),
-            "text": torch.from_numpy(self.text[indices]),
-            "text_mask": torch.from_numpy(self.text_count[indices] > 0),
+            "text": torch.from_numpy(self.report_embeddings[self.report_index[indices]]),
+            "text_time": torch.from_numpy(self.report_time[indices]),
+            "text_mask": torch.from_numpy(self.report_index[indices] >= 0),
             "targets": torch.from_numpy(self.targets[indices]),
             "target_mask": torch.from_numpy(self.target_mask[indices]),
         }

@@ -40,7 +40,8 @@ def modality_features(samples, city) -> dict[str, np.ndarray]:
     pooled = frames.reshape(len(frames), 4, size, 4, size, 3).mean((2, 4)).reshape(len(frames), -1)
     bright = (frames.min(-1) > 0.75).mean((1, 2))[:, None]  # people and cars are bright dots
     image = np.concatenate([pooled, bright], 1) * (samples.frame_index >= 0)[:, None]
-    text = np.log1p(samples.text) if samples.text.min() >= 0 else samples.text
+    pooled_text = samples.pooled_text()
+    text = np.log1p(pooled_text) if pooled_text.min() >= 0 else pooled_text
     static = static_features(city)[samples.district]
     return {"image": image, "text": text, "sensor": sensor, "static": static}
 

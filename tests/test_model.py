@@ -15,8 +15,9 @@ def fake_batch(size=4, channels=6, text_dim=384, frame=16, districts=5):
         "series_mask": torch.rand(size, 24, channels, generator=generator) > 0.2,
         "image": torch.rand(size, 3, frame, frame, generator=generator),
         "image_mask": torch.tensor([True, False] * (size // 2)),
-        "text": torch.randn(size, text_dim, generator=generator),
-        "text_mask": torch.tensor([True] * (size - 1) + [False]),
+        "text": torch.randn(size, 3, text_dim, generator=generator),
+        "text_time": -torch.rand(size, 3, generator=generator) * 24,
+        "text_mask": torch.tensor([[True, True, False]] * (size - 1) + [[False] * 3]),
         "targets": torch.zeros(size, 2),
         "target_mask": torch.ones(size, 2, dtype=torch.bool),
     }
@@ -70,6 +71,34 @@ def test_save_load_gives_identical_predictions(tiny, tmp_path):
     assert loaded.config == tiny.config
     batch, graph = fake_batch(), fake_graph()
     assert torch.equal(loaded(batch, graph)["logits"], tiny(batch, graph)["logits"])
+
+
+def test_a_sample_without_reports_uses_the_missing_text_token(tiny):
+    batch = fake_batch()
+    changed = dict(batch, text=torch.randn_like(batch["text"]))
+    before, after = tiny(batch, fake_graph()), tiny(changed, fake_graph())
+    assert torch.allclose(before["logits"][3], after["logits"][3])  # sample 3 has no report
+    assert not torch.allclose(before["logits"][0], after["logits"][0])
+
+
+def test_base_preset_has_150m_parameters_on_the_meta_device():
+    config = ModelConfig.preset_config("base", domains=["traffic", "safety", "crowd", "disaster"])
+    with torch.device("meta"):
+        model = build_model(config)
+    assert abs(count_parameters(model) - 150e6) <= 0.03 * 150e6
+    assert model.image.__class__.__name__ == "VitImageEncoder"
+
+
+@pytest.mark.slow
+def test_base_preset_trains_one_step_on_cpu():
+    config = ModelConfig.preset_config("base", domains=["traffic", "safety"])
+    model = build_model(config).train()
+    batch = fake_batch(size=2, channels=config.n_channels, text_dim=config.text_dim)
+    output = model(batch, fake_graph(n_static=config.n_static))
+    loss = output["logits"].sum() + output["log_rate"].sum()
+    loss.backward()
+    assert all(p.grad is not None for p in model.image.parameters() if p.requires_grad)
+    assert torch.isfinite(loss)
 
 
 def test_unknown_preset_is_refused():

@@ -43,7 +43,7 @@ def test_masks_follow_the_data(samples, tiny_city):
     assert not samples.series_mask[no_counter][..., pedestrians].any()
 
 
-def test_text_pools_only_reports_before_the_window(samples, tiny_city):
+def test_text_holds_the_latest_reports_before_the_window(samples, tiny_city):
     index = int(np.flatnonzero(samples.text_count > 0)[0])
     start = samples.starts[samples.window[index]]
     district = tiny_city.district_ids[samples.district[index]]
@@ -52,9 +52,19 @@ def test_text_pools_only_reports_before_the_window(samples, tiny_city):
         (reports["district_id"] == district)
         & (reports["timestamp"] >= start - pd.Timedelta(hours=24))
         & (reports["timestamp"] < start)
-    ]
+    ].sort_values("timestamp")
     assert samples.text_count[index] == len(mine)
-    assert np.allclose(samples.text[index], fake_embed(mine["text"].tolist()).mean(0))
+    latest = mine.tail(8)
+    sample = samples[index]
+    kept = sample["text_mask"].numpy()
+    assert kept.sum() == len(latest)
+    assert np.allclose(sample["text"].numpy()[kept], fake_embed(latest["text"].tolist()))
+    ages = ((latest["timestamp"] - start) / pd.Timedelta(hours=1)).to_numpy()
+    assert np.allclose(sample["text_time"].numpy()[kept], ages)
+    assert (sample["text_time"].numpy()[kept] < 0).all()
+    assert np.allclose(
+        samples.pooled_text(np.array([index]))[0], fake_embed(latest["text"].tolist()).mean(0)
+    )
 
 
 def test_targets_match_domain_counts(samples, tiny_city):
@@ -74,6 +84,7 @@ def test_collate_batches_samples_with_missing_modalities(samples):
     with_image = int(np.flatnonzero(samples.frame_index >= 0)[0])
     without_image = int(np.flatnonzero(samples.frame_index < 0)[0])
     batch = collate_samples([samples[with_image], samples[without_image]])
+    assert batch["text"].shape == (2, 8, 2) and batch["text_mask"].shape == (2, 8)
     assert batch["image"].shape == (2, 3, 16, 16)
     assert batch["image_mask"].tolist() == [True, False]
     direct = samples.batch(np.array([with_image, without_image]))

@@ -10,6 +10,20 @@ PRESETS: dict[str, dict] = {
     "tiny": {"dim": 32, "image_channels": 8, "sensor_layers": 1, "fusion_layers": 1, "heads": 2},
     # CPU demo: a federated round on the default city in seconds.
     "small": {"dim": 64, "image_channels": 16, "sensor_layers": 2, "fusion_layers": 2, "heads": 4},
+    # ~150M parameters: a ViT-B image encoder and BERT-base-wide temporal transformers.
+    "base": {
+        "dim": 768,
+        "image_encoder": "vit",
+        "image_size": 64,
+        "patch_size": 8,
+        "image_layers": 12,
+        "sensor_layers": 4,
+        "text_layers": 3,
+        "fusion_layers": 2,
+        "graph_layers": 3,
+        "heads": 12,
+        "ff_mult": 4,
+    },
 }
 
 
@@ -24,10 +38,17 @@ class ModelConfig:
         text_dim: Size of a report embedding from the frozen text encoder.
         frame_size: Side of the square camera frames in pixels.
         dim: Width of every modality token and of the fusion.
-        image_channels: Channels of the first convolution of the image encoder.
+        image_encoder: ``"convnet"`` (small presets) or ``"vit"`` (a ViT built
+            from a transformers config, random init).
+        image_channels: Channels of the first convolution of the ConvNet.
+        image_size: Side frames are resized to for the ViT.
+        patch_size: ViT patch side.
+        image_layers: ViT layers.
         sensor_layers: Transformer layers over the sensor time steps.
+        text_layers: Transformer layers over a sample's report tokens.
         fusion_layers: Transformer layers over the modality tokens.
         heads: Attention heads in the transformers.
+        ff_mult: Feed-forward width of the transformers, as a multiple of ``dim``.
         graph_layers: Message-passing layers over the district graph.
         dropout: Dropout inside the transformers and heads.
         modality_dropout: Chance, in training, that a present modality is
@@ -41,10 +62,16 @@ class ModelConfig:
     text_dim: int = 384
     frame_size: int = 16
     dim: int = 64
+    image_encoder: str = "convnet"
     image_channels: int = 16
+    image_size: int = 64
+    patch_size: int = 8
+    image_layers: int = 12
     sensor_layers: int = 2
+    text_layers: int = 1
     fusion_layers: int = 2
     heads: int = 4
+    ff_mult: int = 2
     graph_layers: int = 2
     dropout: float = 0.1
     modality_dropout: float = 0.15

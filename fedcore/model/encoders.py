@@ -36,23 +36,6 @@ class ImageEncoder(nn.Module):
         return self.net(image)
 
 
-class TextEncoder(nn.Module):
-    """Projects pooled report embeddings from the frozen sentence encoder.
-
-    Shapes:
-        input: ``(B, text_dim)``.
-        output: ``(B, dim)``.
-    """
-
-    def __init__(self, text_dim: int, dim: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(), nn.Linear(dim, dim))
-
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
-        """Encode pooled report embeddings."""
-        return self.net(text)
-
-
 class TimeEncoding(nn.Module):
     """Sinusoidal features of real time offsets in hours (any sampling rate).
 
@@ -74,6 +57,39 @@ class TimeEncoding(nn.Module):
         return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
+class TimedSetEncoder(nn.Module):
+    """A transformer over time-stamped tokens with a mask, pooled to one token.
+
+    The shared core of the sensor and text encoders: each token is a projected
+    input plus an encoding of its real time offset, so irregular sampling and
+    any number of tokens work.
+
+    Shapes:
+        tokens: ``(B, L, dim)``; hours: ``(B, L)``; observed: bool ``(B, L)``.
+        output: ``(B, dim)`` and a presence mask ``(B,)`` (any token observed).
+    """
+
+    def __init__(self, dim: int, layers: int, heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.time = TimeEncoding(dim)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, ff_mult * dim, dropout, batch_first=True, norm_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(
+        self, tokens: torch.Tensor, hours: torch.Tensor, observed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode and pool the observed tokens."""
+        present = observed.any(dim=-1)
+        padding = ~observed & present.unsqueeze(-1)  # all-empty rows stay finite
+        hidden = self.transformer(tokens + self.time(hours), src_key_padding_mask=padding)
+        weights = (~padding).float().unsqueeze(-1)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.norm(pooled), present
+
+
 class SensorEncoder(nn.Module):
     """A temporal transformer over sensor readings at their real time stamps.
 
@@ -85,30 +101,81 @@ class SensorEncoder(nn.Module):
         output: ``(B, dim)`` and a presence mask ``(B,)``.
     """
 
-    def __init__(self, n_channels: int, dim: int, layers: int, heads: int, dropout: float) -> None:
+    def __init__(
+        self, n_channels: int, dim: int, layers: int, heads: int, ff_mult: int, dropout: float
+    ) -> None:
         super().__init__()
         self.value_proj = nn.Linear(2 * n_channels, dim)
-        self.time = TimeEncoding(dim)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, 2 * dim, dropout, batch_first=True, norm_first=True
-        )
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
+        self.encoder = TimedSetEncoder(dim, layers, heads, ff_mult, dropout)
 
     def forward(
         self, series: torch.Tensor, series_time: torch.Tensor, series_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode a batch of series; also say which samples had any reading."""
-        observed = series_mask.any(dim=-1)
-        present = observed.any(dim=-1)
         steps = self.value_proj(torch.cat([series * series_mask, series_mask.float()], dim=-1))
-        steps = steps + self.time(series_time)
-        padding = ~observed
-        padding = padding & present.unsqueeze(-1)  # keep all-empty rows finite
-        hidden = self.transformer(steps, src_key_padding_mask=padding)
-        weights = (~padding).float().unsqueeze(-1)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.norm(pooled), present
+        return self.encoder(steps, series_time, series_mask.any(dim=-1))
+
+
+class TextEncoder(nn.Module):
+    """A transformer over a sample's latest reports, each one token with its age.
+
+    Reports arrive as embeddings from the frozen sentence encoder; attention can
+    single out the one that matters (an announcement among routine notes) and
+    its age, which mean pooling would blur.
+
+    Shapes:
+        text: ``(B, K, text_dim)``; text_time: ``(B, K)`` hours; text_mask: ``(B, K)``.
+        output: ``(B, dim)`` and a presence mask ``(B,)``.
+    """
+
+    def __init__(
+        self, text_dim: int, dim: int, layers: int, heads: int, ff_mult: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Linear(text_dim, dim)
+        self.encoder = TimedSetEncoder(dim, layers, heads, ff_mult, dropout)
+
+    def forward(
+        self, text: torch.Tensor, text_time: torch.Tensor, text_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode the reports of each sample."""
+        return self.encoder(self.proj(text), text_time, text_mask)
+
+
+class VitImageEncoder(nn.Module):
+    """A Vision Transformer (transformers' ``ViTModel``, random init) over a frame.
+
+    Frames are resized to ``image_size``; the CLS token is the image token.
+
+    Shapes:
+        input: ``(B, 3, H, W)`` floats in [0, 1].
+        output: ``(B, dim)``.
+    """
+
+    def __init__(
+        self, dim: int, image_size: int, patch_size: int, layers: int, heads: int, ff_mult: int
+    ) -> None:
+        super().__init__()
+        from transformers import ViTConfig, ViTModel
+
+        config = ViTConfig(
+            hidden_size=dim,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ff_mult * dim,
+            image_size=image_size,
+            patch_size=patch_size,
+        )
+        self.image_size = image_size
+        self.vit = ViTModel(config, add_pooling_layer=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Encode frames."""
+        if image.shape[-1] != self.image_size:
+            image = nn.functional.interpolate(
+                image, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
+        return self.vit(pixel_values=image).last_hidden_state[:, 0]
 
 
 class GraphEncoder(nn.Module):

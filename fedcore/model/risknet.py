@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from fedcore.model.config import ModelConfig
-from fedcore.model.encoders import GraphEncoder, ImageEncoder, SensorEncoder, TextEncoder
+from fedcore.model.encoders import (
+    GraphEncoder,
+    ImageEncoder,
+    SensorEncoder,
+    TextEncoder,
+    VitImageEncoder,
+)
 
 MODALITIES = ("image", "text", "sensor", "graph")
 
@@ -30,16 +36,30 @@ class RiskNet(nn.Module):
         super().__init__()
         self.config = config
         dim = config.dim
-        self.image = ImageEncoder(dim, config.image_channels)
-        self.text = TextEncoder(config.text_dim, dim)
-        self.sensor = SensorEncoder(
-            config.n_channels, dim, config.sensor_layers, config.heads, config.dropout
-        )
+        layers = (config.heads, config.ff_mult, config.dropout)
+        if config.image_encoder == "vit":
+            self.image = VitImageEncoder(
+                dim,
+                config.image_size,
+                config.patch_size,
+                config.image_layers,
+                config.heads,
+                config.ff_mult,
+            )
+        else:
+            self.image = ImageEncoder(dim, config.image_channels)
+        self.text = TextEncoder(config.text_dim, dim, config.text_layers, *layers)
+        self.sensor = SensorEncoder(config.n_channels, dim, config.sensor_layers, *layers)
         self.graph = GraphEncoder(config.n_static, dim, config.graph_layers)
         self.missing = nn.Parameter(torch.randn(len(MODALITIES), dim) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(len(MODALITIES), dim) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            dim, config.heads, 2 * dim, config.dropout, batch_first=True, norm_first=True
+            dim,
+            config.heads,
+            config.ff_mult * dim,
+            config.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.fusion = nn.TransformerEncoder(layer, config.fusion_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -50,11 +70,12 @@ class RiskNet(nn.Module):
         sensor, sensor_present = self.sensor(
             batch["series"], batch["series_time"], batch["series_mask"]
         )
+        text, text_present = self.text(batch["text"], batch["text_time"], batch["text_mask"])
         nodes = self.graph(graph.x, graph.edge_index, getattr(graph, "edge_weight", None))
         tokens = torch.stack(
             [
                 self.image(batch["image"]),
-                self.text(batch["text"]),
+                text,
                 sensor,
                 nodes[batch["district"]],
             ],
@@ -63,7 +84,7 @@ class RiskNet(nn.Module):
         present = torch.stack(
             [
                 batch["image_mask"],
-                batch["text_mask"],
+                text_present,
                 sensor_present,
                 torch.ones_like(batch["image_mask"]),
             ],
