@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import torch
 import xarray as xr
 from torch_geometric.data import Data
 
+from datasets.atomic import write_folder_atomically
 from datasets.errors import (
     CityDataError,
     CityNotFoundError,
@@ -110,23 +109,7 @@ class City:
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle to ``path`` atomically and return it."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            self._write(staging)
-            if target.exists():
-                backup = target.with_name(f".{target.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                target.rename(backup)
-                staging.rename(target)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return write_folder_atomically(path, self._write)
 
     def _write(self, folder: Path) -> None:
         info = {

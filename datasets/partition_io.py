@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from datasets.atomic import write_folder_atomically
 from datasets.city import RECORD_COLUMNS, City, _read_frames, _read_records, _read_sensors
 from datasets.errors import CityDataError, CityNotFoundError, RecordsFileError
 from datasets.partition import (
@@ -144,10 +143,8 @@ def write_federation(federation: Federation, city: City, out_dir: str | Path) ->
 
     An existing ``out_dir`` is replaced only once the new federation is complete.
     """
-    target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def write(staging: Path) -> None:
         public_city(city).save(staging / "public")
         slicer = PrivateDataSlicer(city)
         for site in federation.sites:
@@ -155,11 +152,8 @@ def write_federation(federation: Federation, city: City, out_dir: str | Path) ->
         document = {"format_version": SITE_FORMAT_VERSION, "city": city.name}
         document.update(federation.to_dict())
         (staging / "federation.json").write_text(json.dumps(document, indent=1))
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+
+    return write_folder_atomically(out_dir, write)
 
 
 def _write_site(folder: Path, site_city: City, site: SiteInfo) -> None:
@@ -170,17 +164,6 @@ def _write_site(folder: Path, site_city: City, site: SiteInfo) -> None:
     np.savez(folder / "frames.npz", frames=site_city.frames)
     for name in RECORD_TABLES:
         getattr(site_city, name).to_parquet(folder / f"{name}.parquet", index=False)
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old")
-        shutil.rmtree(backup, ignore_errors=True)
-        target.rename(backup)
-        staging.rename(target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        staging.rename(target)
 
 
 def read_federation(out_dir: str | Path) -> Federation:

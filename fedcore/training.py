@@ -23,6 +23,12 @@ def risk_loss(output: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
     return per_entry.sum() / mask.sum().clamp(min=1.0)
 
 
+def make_optimiser(model: RiskNet, lr: float) -> torch.optim.Optimizer:
+    """AdamW over the parameters that train (frozen encoders are left out)."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+
+
 def train_epochs(
     model: RiskNet,
     data: SiteData,
@@ -31,11 +37,17 @@ def train_epochs(
     lr: float,
     batch_size: int,
     seed: int,
+    optimiser: torch.optim.Optimizer | None = None,
 ) -> dict[str, float]:
-    """Train in place with AdamW; returns the mean loss and the number of examples."""
+    """Train in place; returns the mean loss and the number of examples.
+
+    A federated site starts a fresh AdamW each round; the central trainer passes
+    its own ``optimiser`` so the moments carry over between epochs.
+    """
     torch.manual_seed(seed)
     model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    if optimiser is None:
+        optimiser = make_optimiser(model, lr)
     total, seen = 0.0, 0
     for epoch in range(epochs):
         for batch in data.samples.batches(batch_size, indices, seed=seed + epoch):
@@ -56,18 +68,20 @@ def predict(
     indices: np.ndarray,
     batch_size: int = 512,
     contributions: bool = False,
+    drop: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Probabilities and expected counts ``(n, D)``; optionally per-modality contributions.
 
     A modality's contribution is how much the probability drops when that
     modality is replaced by its missing token: positive means it raised the risk.
+    ``drop`` (bool per modality) hides modalities from every prediction.
     """
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"probability": [], "expected_count": []}
     for name in MODALITIES if contributions else ():
         parts[f"contribution_{name}"] = []
     for batch in data.samples.batches(batch_size, indices):
-        output = model(batch, data.graph)
+        output = model(batch, data.graph, drop=drop)
         probability = torch.sigmoid(output["logits"])
         parts["probability"].append(probability.numpy())
         parts["expected_count"].append(torch.exp(output["log_rate"]).numpy())
@@ -84,17 +98,22 @@ def predict(
 
 
 def evaluate(
-    model: RiskNet, data: SiteData, indices: np.ndarray, batch_size: int = 512
+    model: RiskNet,
+    data: SiteData,
+    indices: np.ndarray,
+    batch_size: int = 512,
+    drop: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Loss and ranking metrics of the model on ``indices``."""
+    """Loss, ranking metrics and count MAE of the model on ``indices``."""
     model.eval()
     total, seen = 0.0, 0
     with torch.no_grad():
         for batch in data.samples.batches(batch_size, indices):
-            total += float(risk_loss(model(batch, data.graph), batch)) * len(batch["district"])
+            output = model(batch, data.graph, drop=drop)
+            total += float(risk_loss(output, batch)) * len(batch["district"])
             seen += len(batch["district"])
-    predicted = predict(model, data, indices, batch_size)
-    metrics = risk_metrics(
-        data.samples.targets[indices], predicted["probability"], model.config.domains
-    )
+    predicted = predict(model, data, indices, batch_size, drop=drop)
+    counts = data.samples.targets[indices]
+    metrics = risk_metrics(counts, predicted["probability"], model.config.domains)
+    metrics["count-mae"] = float(np.abs(predicted["expected_count"] - counts).mean())
     return {"loss": total / max(seen, 1), "num-examples": float(len(indices)), **metrics}

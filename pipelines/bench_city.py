@@ -7,7 +7,6 @@ The issue's bound: build + save within 60 s and 4 GB on a 2-core machine.
 
 from __future__ import annotations
 
-import json
 import resource
 import tempfile
 import time
@@ -15,10 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from datasets.synthetic import make_city_and_oracle
+from pipelines.bench_report import report_benchmark
 
 
 def bench_city(n_districts: int = 400, days: int = 60, seed: int = 0) -> dict:
@@ -52,14 +50,7 @@ def main(
 ) -> None:
     """Print and save the benchmark."""
     result = bench_city(districts, days)
-    table = Table(title="Synthetic city: build and save")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, str(value))
-    Console().print(table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    report_benchmark("Synthetic city: build and save", result, out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the seconds of each stage, the size written and the peak resident memory.
 
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 import tempfile
@@ -21,12 +20,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from datasets import City, make_city
 from datasets.partition import PartitionSpec, partition_city
 from datasets.partition_io import write_federation
+from pipelines.bench_report import report_benchmark
 
 BENCH_SPEC = PartitionSpec(
     n_sites=300,
@@ -109,20 +107,12 @@ def main(
             "within_target": result["total_s"] <= TARGET_SECONDS,
         }
     )
-    table = Table(
-        title="Partition benchmark",
+    report_benchmark(
+        "Partition benchmark",
+        result,
+        json_path,
         caption="300 sites, Dir(0.1), 30% without cameras, 10% scarce, 10% coarse",
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key in ("city_s", "partition_s", "write_s", "total_s", "written_mib", "peak_rss_mib"):
-        table.add_row(key, f"{result[key]:.2f}")
-    for key in ("sites", "scarce_sites", "coarse_sites", "sites_without_cameras", "within_target"):
-        table.add_row(key, str(result[key]))
-    Console().print(table)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2))
-    Console().print(f"wrote {json_path}")
 
 
 if __name__ == "__main__":

@@ -40,13 +40,12 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
 ) -> None:
     """Build a city, federate over edge sites, predict, and serve the risk map."""
+    from pipelines.cities import CitySource
     from pipelines.demo import DemoOptions, run_demo
 
+    source = CitySource(city, districts_file, districts, days, seed)
     options = DemoOptions(
-        city_dir=city,
-        districts_file=districts_file,
-        n_districts=districts,
-        days=days,
+        city=source,
         seed=seed,
         n_sites=sites,
         rounds=rounds,
@@ -60,6 +59,60 @@ def demo(
     console.print(f"[green]done[/green]: {run_dir}")
     if serve:
         _serve(runs_dir, port)
+
+
+CityDir = Annotated[Path | None, typer.Option("--city", help="Use this City folder.")]
+
+
+@app.command()
+def train(
+    runs_dir: RunsDir = Path("runs"),
+    city: CityDir = None,
+    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 40,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping).")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
+) -> None:
+    """Train RiskNet centrally with early stopping; write a run with test predictions."""
+    from pipelines.cities import CitySource
+    from pipelines.jobs import train_job
+    from pipelines.train import TrainOptions
+
+    source = CitySource(city, None, districts, days, seed)
+    options = TrainOptions(max_epochs=epochs, seed=seed)
+    with console.status("training...") as status:
+        run_dir = guarded(lambda: train_job(source, preset, options, runs_dir, status.update))
+    console.print(f"[green]done[/green]: {run_dir}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    runs_dir: RunsDir = Path("runs"),
+    city: CityDir = None,
+    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 40,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 20,
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
+) -> None:
+    """Fused RiskNet vs single modalities, no graph and gradient boosting, side by side."""
+    from rich.console import Console as StdoutConsole
+
+    from pipelines.cities import CitySource
+    from pipelines.jobs import evaluate_job
+    from pipelines.train import TrainOptions
+
+    source = CitySource(city, None, districts, days, 0)
+    options = TrainOptions(max_epochs=epochs)
+    with console.status("evaluating...") as status:
+        run_dir, table = guarded(
+            lambda: evaluate_job(
+                source, preset, options, list(range(seeds)), runs_dir, status.update
+            )
+        )
+    StdoutConsole(width=200).print(table)
+    console.print(f"[green]done[/green]: {run_dir}/evaluation.json")
 
 
 @app.command()

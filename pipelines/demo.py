@@ -12,14 +12,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datasets import City, read_districts_file
-from datasets.oracle import Oracle
-from datasets.synthetic import make_city_and_oracle
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.simulation import simulate_federation
 from fedcore.federation.sites import group_districts_into_sites, write_site_plan
 from fedcore.federation.task import data_settings, load_all_districts
 from fedcore.model import load_model
+from pipelines.cities import CitySource, obtain_city, save_city_into_run
 from pipelines.predict import prediction_frame, write_predictions
 from pipelines.runs import new_run_dir, write_manifest
 
@@ -31,21 +29,15 @@ class DemoOptions:
     """What the demo builds and how long it trains.
 
     Attributes:
-        city_dir: An existing City folder to use instead of a synthetic city.
-        districts_file: Real district polygons to draw a synthetic city on.
-        n_districts: Districts of the synthetic city.
-        days: Days of the synthetic record.
-        seed: Seed of the city and the model.
+        city: Where the city comes from.
+        seed: Seed of the model and the site plan.
         n_sites: Edge sites in the federation.
         rounds: Federated rounds.
         preset: RiskNet preset.
         local_epochs: Epochs per site and round.
     """
 
-    city_dir: Path | None = None
-    districts_file: Path | None = None
-    n_districts: int = 40
-    days: int = 28
+    city: CitySource = CitySource()
     seed: int = 0
     n_sites: int = 10
     rounds: int = 3
@@ -53,31 +45,14 @@ class DemoOptions:
     local_epochs: int = 1
 
 
-def obtain_city(options: DemoOptions) -> tuple[City, Oracle | None]:
-    """Load the given City folder, or draw a synthetic city (on given polygons if any).
-
-    A synthetic city comes with its oracle (the hidden rates), saved beside it.
-    """
-    if options.city_dir is not None:
-        return City.load(options.city_dir), None
-    districts = None
-    if options.districts_file is not None:
-        districts = read_districts_file(options.districts_file)
-    return make_city_and_oracle(
-        n_districts=options.n_districts, days=options.days, seed=options.seed, districts=districts
-    )
-
-
 def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -> Path:
     """Run the whole demo and return the run folder it wrote."""
     started = time.perf_counter()
-    city, oracle = obtain_city(options)  # bad input fails here, before anything is written
+    city, oracle = obtain_city(options.city)  # bad input fails here, before anything is written
     n_sites = min(options.n_sites, len(city.districts))
     run_dir = new_run_dir(runs_dir, "demo")
     progress(f"city: {city.name}, {len(city.districts)} districts -> {run_dir}")
-    city_dir = city.save(run_dir / "city")
-    if oracle is not None:
-        oracle.save(city_dir)
+    city_dir = save_city_into_run(city, oracle, run_dir)
     sites_file = write_site_plan(
         group_districts_into_sites(city, n_sites, options.seed), run_dir / "sites.json"
     )

@@ -114,3 +114,41 @@ def test_report_embedder_matches_sentence_transformers_pooling():
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     similar = report_embedder()(["A festival tonight with big crowds expected."])[0]
     assert vectors[0] @ similar > vectors[1] @ similar
+
+
+def test_each_encoder_can_be_frozen_or_adapted_on_its_own():
+    from fedcore.model.adapters import add_lora, freeze_encoder, trainable_parameters
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.preset_config("tiny"))
+    total = trainable_parameters(model)
+    freeze_encoder(model, "image")
+    assert all(not p.requires_grad for p in model.image.parameters())
+    assert any(p.requires_grad for p in model.sensor.parameters())
+    wrapped = add_lora(model, "sensor", rank=2)
+    assert wrapped and trainable_parameters(model) < total
+    lora = [n for n, p in model.sensor.named_parameters() if p.requires_grad]
+    assert lora and all("lora_" in name for name in lora)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    output = model.train()(fake_batch(), fake_graph())
+    (output["logits"].sum() + output["log_rate"].sum()).backward()
+    optimiser.step()
+    after = dict(model.named_parameters())
+    assert torch.equal(before["image.net.0.weight"], after["image.net.0.weight"])
+    assert any(not torch.equal(before[n], after[n]) for n in before if "lora_B" in n)
+    with pytest.raises(KeyError, match="unknown encoder"):
+        freeze_encoder(model, "radar")
+
+
+def test_single_modality_model_ignores_the_others(tiny):
+    config = ModelConfig.preset_config("tiny", modalities=["text"])
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    batch = fake_batch()
+    changed = dict(
+        batch, image=torch.rand_like(batch["image"]), series=torch.randn_like(batch["series"])
+    )
+    assert torch.equal(model(batch, fake_graph())["logits"], model(changed, fake_graph())["logits"])
+    with pytest.raises(ValueError, match="modalities"):
+        build_model(ModelConfig.preset_config("tiny", modalities=["smell"]))

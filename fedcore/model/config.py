@@ -53,6 +53,10 @@ class ModelConfig:
         dropout: Dropout inside the transformers and heads.
         modality_dropout: Chance, in training, that a present modality is
             replaced by its missing token, so the model learns to do without it.
+        modalities: The modalities the model may use; the others always get
+            their missing token (single-modality baselines). ``graph`` is the
+            district's static attributes, passed through ``graph_layers`` of
+            message passing (0 = no neighbours: the "without graph" baseline).
         preset: Name of the preset the config came from.
     """
 
@@ -75,6 +79,7 @@ class ModelConfig:
     graph_layers: int = 2
     dropout: float = 0.1
     modality_dropout: float = 0.15
+    modalities: list[str] = field(default_factory=lambda: ["image", "text", "sensor", "graph"])
     preset: str = "custom"
 
     @classmethod

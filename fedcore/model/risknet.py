@@ -64,6 +64,11 @@ class RiskNet(nn.Module):
         self.fusion = nn.TransformerEncoder(layer, config.fusion_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.heads = nn.Linear(dim, 2 * len(config.domains))
+        unknown = set(config.modalities) - set(MODALITIES)
+        if unknown or not config.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")
+        allowed = torch.tensor([name in config.modalities for name in MODALITIES])
+        self.register_buffer("allowed", allowed, persistent=False)
 
     def tokens(self, batch: dict, graph) -> tuple[torch.Tensor, torch.Tensor]:
         """Modality tokens ``(B, 4, dim)`` and presence ``(B, 4)``, before fusion."""
@@ -104,6 +109,7 @@ class RiskNet(nn.Module):
                 missing, e.g. to measure each modality's contribution.
         """
         tokens, present = self.tokens(batch, graph)
+        present = present & self.allowed.to(present.device)
         if self.training and self.config.modality_dropout > 0:
             keep = torch.rand(present.shape, device=present.device) >= self.config.modality_dropout
             present = present & keep

@@ -1,0 +1,80 @@
+"""Central training and the side-by-side evaluation, on a tiny city."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from datasets.synthetic import make_city_and_oracle
+from fedcore.site_data import DataSettings, prepare_site_data
+from pipelines.cli import app
+from pipelines.evaluate import GBM, VARIANTS, run_evaluation
+from pipelines.jobs import evaluation_table
+from pipelines.train import TrainOptions, model_config, train_centralised
+
+
+@pytest.fixture(scope="module")
+def world():
+    city, oracle = make_city_and_oracle(n_districts=12, days=6, seed=3)
+    settings = DataSettings()
+    return city, oracle, settings, prepare_site_data(city, settings)
+
+
+def test_early_stopping_keeps_the_best_epoch(world):
+    _, _, settings, data = world
+    config = model_config("tiny", data, list(settings.domains))
+    model, history = train_centralised(config, data, TrainOptions(max_epochs=4, patience=1))
+    assert 1 <= len(history) <= 4
+    assert [record["epoch"] for record in history] == list(range(1, len(history) + 1))
+    assert not model.training
+
+
+def test_evaluation_scores_every_rival_on_the_same_split(world):
+    city, oracle, settings, data = world
+    domains = list(settings.domains)
+    result = run_evaluation(
+        city,
+        oracle,
+        data,
+        domains,
+        "tiny",
+        TrainOptions(max_epochs=1),
+        [0],
+        progress=lambda _: None,
+    )
+    variants = {row["variant"] for row in result["summary"]}
+    assert set(VARIANTS) | {GBM} <= variants
+    assert {f"fused, {m} removed at test" for m in ("image", "text", "sensor", "graph")} <= variants
+    tested = {run["num-examples"] for run in result["runs"] if "num-examples" in run}
+    assert tested == {float(len(data.split["test"]))}
+    assert result["oracle"]["auprc-macro"] > 0
+    assert all("fraction-of-oracle" in row for row in result["summary"])
+    assert evaluation_table(result, domains).row_count == len(result["summary"]) + 1
+
+
+def test_kizashi_train_writes_a_run(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--runs-dir",
+            str(tmp_path),
+            "--districts",
+            "12",
+            "--days",
+            "6",
+            "--preset",
+            "tiny",
+            "--epochs",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list(tmp_path.iterdir())
+    assert {"manifest.json", "metrics.jsonl", "model", "predictions.parquet"} <= {
+        path.name for path in run_dir.iterdir()
+    }
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in epochs] == [1, 2]
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
