@@ -29,6 +29,7 @@ SAMPLE_KEYS = (
     "text",
     "text_time",
     "text_mask",
+    "clock",
     "targets",
     "target_mask",
 )
@@ -61,6 +62,18 @@ def static_features(city: City) -> np.ndarray:
     std = np.nanstd(values, axis=0) if len(values) else 1.0
     values = (values - mean) / np.where(std > 0, std, 1.0)
     return np.nan_to_num(values).astype(np.float32)
+
+
+def local_clock(starts: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """Where a window falls in the city's day and week: ``(n, 4)`` sin/cos pairs.
+
+    Risk follows the local clock (rush hours, nights out, weekends), which the
+    relative time stamps of the context cannot tell.
+    """
+    local = pd.DatetimeIndex(starts).tz_convert(timezone)
+    hour = (local.hour + local.minute / 60).to_numpy() / 24 * 2 * np.pi
+    day = (local.dayofweek.to_numpy() + hour / (2 * np.pi)) / 7 * 2 * np.pi
+    return np.stack([np.sin(hour), np.cos(hour), np.sin(day), np.cos(day)], 1).astype(np.float32)
 
 
 def temporal_split(
@@ -123,6 +136,7 @@ class RiskSamples(Dataset):
         self._series(city, rows, positions, lookback_steps, step_hours)
         self._images(city, rows, lookback_hours)
         self._texts(city, rows, lookback_hours, embed_texts, max_reports)
+        self.clock = local_clock(self.starts, city.timezone)[self.window]
         stacked = np.stack([targets[name][rows] for name in self.domains], axis=-1)
         self.targets = stacked.reshape(-1, len(self.domains)).astype(np.float32)
         self.target_mask = np.ones_like(self.targets, dtype=bool)
@@ -229,6 +243,7 @@ class RiskSamples(Dataset):
             "text": torch.from_numpy(self.report_embeddings[self.report_index[indices]]),
             "text_time": torch.from_numpy(self.report_time[indices]),
             "text_mask": torch.from_numpy(self.report_index[indices] >= 0),
+            "clock": torch.from_numpy(self.clock[indices]),
             "targets": torch.from_numpy(self.targets[indices]),
             "target_mask": torch.from_numpy(self.target_mask[indices]),
         }

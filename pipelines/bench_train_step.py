@@ -37,6 +37,7 @@ def random_batch(config: ModelConfig, size: int, districts: int, device: str) ->
         "text": torch.randn(size, 8, config.text_dim, generator=generator),
         "text_time": -24 * torch.rand(size, 8, generator=generator),
         "text_mask": torch.rand(size, 8, generator=generator) > 0.5,
+        "clock": torch.rand(size, 4, generator=generator) * 2 - 1,
         "targets": torch.poisson(torch.full((size, len(config.domains)), 0.05)),
     }
     edges = torch.randint(0, districts, (2, districts * 6), generator=generator)

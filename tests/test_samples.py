@@ -89,3 +89,14 @@ def test_collate_batches_samples_with_missing_modalities(samples):
     assert batch["image_mask"].tolist() == [True, False]
     direct = samples.batch(np.array([with_image, without_image]))
     assert all(torch.equal(batch[key], direct[key]) for key in SAMPLE_KEYS)
+
+
+def test_clock_says_the_local_hour_of_the_window(samples, tiny_city):
+    from datasets.samples import local_clock
+
+    starts = pd.DatetimeIndex(["2026-06-01T00:00Z", "2026-06-01T12:00Z"])
+    clock = local_clock(starts, "Asia/Tokyo")  # 09:00 and 21:00 in Tokyo
+    assert np.allclose(
+        np.arctan2(clock[:, 0], clock[:, 1]) % (2 * np.pi) / (2 * np.pi) * 24, [9, 21]
+    )
+    assert samples[0]["clock"].shape == (4,)

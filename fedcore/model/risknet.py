@@ -23,8 +23,10 @@ class RiskNet(nn.Module):
     Each modality becomes one token; a modality that is missing for a sample (no
     camera, no report, a sensor outage) is replaced by a learned missing token,
     and in training present modalities are dropped at random so the model learns
-    to predict without any one of them. A transformer mixes the tokens and one
-    head per domain gives the event logit and the log of the expected count.
+    to predict without any one of them. A fifth token, always present, says
+    where the window falls in the local day and week. A transformer mixes the
+    tokens and one head per domain gives the event logit and the log of the
+    expected count.
 
     Shapes:
         batch: a dict from `datasets.RiskSamples.batch` with batch size ``B``.
@@ -53,6 +55,7 @@ class RiskNet(nn.Module):
         self.graph = GraphEncoder(config.n_static, dim, config.graph_layers)
         self.missing = nn.Parameter(torch.randn(len(MODALITIES), dim) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(len(MODALITIES), dim) * 0.02)
+        self.clock = nn.Sequential(nn.Linear(4, dim), nn.GELU(), nn.Linear(dim, dim))
         layer = nn.TransformerEncoderLayer(
             dim,
             config.heads,
@@ -116,7 +119,8 @@ class RiskNet(nn.Module):
         if drop is not None:
             present = present & ~drop.to(present.device).expand_as(present)
         tokens = torch.where(present.unsqueeze(-1), tokens, self.missing.expand_as(tokens))
-        fused = self.fusion(tokens + self.modality_embedding)
+        clock = self.clock(batch["clock"]).unsqueeze(1)  # always known: the window's local time
+        fused = self.fusion(torch.cat([tokens + self.modality_embedding, clock], dim=1))
         pooled = self.norm(fused.mean(dim=1))
         out = self.heads(pooled).view(-1, len(self.config.domains), 2)
         return {"logits": out[..., 0], "log_rate": out[..., 1]}
