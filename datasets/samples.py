@@ -72,7 +72,7 @@ def local_clock(starts: pd.DatetimeIndex, timezone: str) -> np.ndarray:
     """
     local = pd.DatetimeIndex(starts).tz_convert(timezone)
     hour = (local.hour + local.minute / 60).to_numpy() / 24 * 2 * np.pi
-    day = (local.dayofweek.to_numpy() + hour / (2 * np.pi)) / 7 * 2 * np.pi
+    day = (local.day_of_week.to_numpy() + hour / (2 * np.pi)) / 7 * 2 * np.pi
     return np.stack([np.sin(hour), np.cos(hour), np.sin(day), np.cos(day)], 1).astype(np.float32)
 
 

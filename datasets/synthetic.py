@@ -168,7 +168,7 @@ def _hidden_factors(districts, graph, times, rng) -> dict[str, np.ndarray]:
     crowd = np.clip(crowd + festival, 0, None)
 
     traffic_profile = 0.4 + np.exp(-((hour - 8) ** 2) / 3) + np.exp(-((hour - 18) ** 2) / 4)
-    weekday = np.where(times.dayofweek.to_numpy() >= 5, 0.7, 1.0)
+    weekday = np.where(times.day_of_week.to_numpy() >= 5, 0.7, 1.0)
     road = districts["road_density"].to_numpy()
     traffic = road[:, None] * (traffic_profile * weekday)[None, :] * (1 - 0.15 * (rain > 1))
     traffic *= rng.lognormal(0, 0.15, size=traffic.shape)

@@ -159,7 +159,7 @@ def _static_features(samples: RiskSamples, city: City) -> tuple[np.ndarray, list
 
 def _clock_features(samples: RiskSamples, city: City) -> tuple[np.ndarray, list[str]]:
     local = samples.starts.tz_convert(city.timezone)
-    clock = np.stack([local.hour, local.dayofweek], axis=1).astype(np.float32)
+    clock = np.stack([local.hour, local.day_of_week], axis=1).astype(np.float32)
     return clock[samples.window], ["local_hour", "local_weekday"]
 
 

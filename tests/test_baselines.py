@@ -135,7 +135,7 @@ def test_frame_clock_and_static_features_line_up(site, city, features):
     assert column(features, "frame_bright_share")[row] == pytest.approx((grey > 0.8).mean())
     local = pd.DatetimeIndex(samples.starts[samples.window]).tz_convert("Asia/Tokyo")
     assert (column(features, "local_hour") == local.hour).all()
-    assert (column(features, "local_weekday") == local.dayofweek).all()
+    assert (column(features, "local_weekday") == local.day_of_week).all()
     assert set(np.unique(column(features, "local_hour"))) == {3, 9, 15, 21}  # UTC 18, 0, 6, 12
     population = city.districts["population"].to_numpy()[samples.district]
     assert (column(features, "static_population") == population).all()
