@@ -65,15 +65,15 @@ def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -
         local_epochs=options.local_epochs,
         seed=options.seed,
     )
-    write_manifest(
-        run_dir,
-        kind="demo",
-        status="running",
-        city={"name": city.name, "n_districts": len(city.districts), "timezone": city.timezone},
-        config={"demo": asdict(options), "federation": settings.to_run_config()},
-        data_fingerprint=city.fingerprint(),
-        domains=settings.domain_list,
-    )
+    facts = {
+        "kind": "demo",
+        "city": {"name": city.name, "n_districts": len(city.districts), "timezone": city.timezone},
+        "config": {"demo": asdict(options), "federation": settings.to_run_config()},
+        "data_fingerprint": city.fingerprint(),
+        "domains": settings.domain_list,
+        "n_sites": n_sites,
+    }
+    write_manifest(run_dir, status="running", **facts)
     progress(f"federating over {n_sites} sites, {options.rounds} rounds (Flower simulation)")
     simulate_federation(settings, n_sites)
     progress("predicting the hold-out windows")
@@ -81,17 +81,9 @@ def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -
     data = load_all_districts(str(city_dir), data_settings(settings))
     predictions = prediction_frame(model, city, data, data.split["test"])
     write_predictions(predictions, run_dir)
+    seconds = round(time.perf_counter() - started, 1)
     write_manifest(
-        run_dir,
-        kind="demo",
-        status="finished",
-        seconds=round(time.perf_counter() - started, 1),
-        city={"name": city.name, "n_districts": len(city.districts), "timezone": city.timezone},
-        config={"demo": asdict(options), "federation": settings.to_run_config()},
-        data_fingerprint=city.fingerprint(),
-        domains=settings.domain_list,
-        n_sites=n_sites,
-        n_predictions=len(predictions),
+        run_dir, status="finished", seconds=seconds, n_predictions=len(predictions), **facts
     )
     progress(f"run written: {run_dir}")
     return run_dir

@@ -37,15 +37,14 @@ def train_job(
     """Train centrally with early stopping; write model, metrics and test predictions."""
     city, _, run_dir, settings, data = _prepare(source, runs_dir, "train", progress)
     config = model_config(preset, data, list(settings.domains))
-    write_manifest(
-        run_dir,
-        kind="train",
-        status="running",
-        city={"name": city.name},
-        config={"preset": preset, "train": asdict(options)},
-        data_fingerprint=city.fingerprint(),
-        domains=list(settings.domains),
-    )
+    facts = {
+        "kind": "train",
+        "city": {"name": city.name},
+        "config": {"preset": preset, "train": asdict(options)},
+        "data_fingerprint": city.fingerprint(),
+        "domains": list(settings.domains),
+    }
+    write_manifest(run_dir, status="running", **facts)
 
     def on_epoch(record: dict) -> None:
         append_metrics(run_dir, {"phase": "validation", "scope": "central", **record})
@@ -54,16 +53,7 @@ def train_job(
     model, history = train_centralised(config, data, options, on_epoch)
     save_model(model, run_dir / "model")
     write_predictions(prediction_frame(model, city, data, data.split["test"]), run_dir)
-    write_manifest(
-        run_dir,
-        kind="train",
-        status="finished",
-        city={"name": city.name},
-        config={"preset": preset, "train": asdict(options)},
-        data_fingerprint=city.fingerprint(),
-        domains=list(settings.domains),
-        epochs=len(history),
-    )
+    write_manifest(run_dir, status="finished", epochs=len(history), **facts)
     return run_dir
 
 
