@@ -66,7 +66,7 @@ def predict(
     model: RiskNet,
     data: SiteData,
     indices: np.ndarray,
-    batch_size: int = 512,
+    batch_size: int = 1024,
     contributions: bool = False,
     drop: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
@@ -80,15 +80,19 @@ def predict(
     parts: dict[str, list[np.ndarray]] = {"probability": [], "expected_count": []}
     for name in MODALITIES if contributions else ():
         parts[f"contribution_{name}"] = []
+    nodes = model.encode_graph(data.graph)
     for batch in data.samples.batches(batch_size, indices):
-        output = model(batch, data.graph, drop=drop)
+        tokens, present = model.tokens(batch, data.graph, nodes)
+        output = model.fuse(tokens, present, batch["clock"], drop)
         probability = torch.sigmoid(output["logits"])
         parts["probability"].append(probability.numpy())
         parts["expected_count"].append(torch.exp(output["log_rate"]).numpy())
         for position, name in enumerate(MODALITIES if contributions else ()):
-            drop = torch.zeros(len(MODALITIES), dtype=torch.bool)
-            drop[position] = True
-            without = torch.sigmoid(model(batch, data.graph, drop=drop)["logits"])
+            hide = torch.zeros(len(MODALITIES), dtype=torch.bool)
+            hide[position] = True
+            if drop is not None:
+                hide = hide | drop
+            without = torch.sigmoid(model.fuse(tokens, present, batch["clock"], hide)["logits"])
             parts[f"contribution_{name}"].append((probability - without).numpy())
     n_domains = len(model.config.domains)
     return {

@@ -153,3 +153,16 @@ def test_single_modality_model_ignores_the_others(tiny):
     assert torch.equal(model(batch, fake_graph())["logits"], model(changed, fake_graph())["logits"])
     with pytest.raises(ValueError, match="modalities"):
         build_model(ModelConfig.preset_config("tiny", modalities=["smell"]))
+
+
+def test_encoding_once_and_fusing_per_hidden_modality_matches_forward(tiny):
+    batch, graph = fake_batch(), fake_graph()
+    tokens, present = tiny.tokens(batch, graph, tiny.encode_graph(graph))
+    assert torch.allclose(
+        tiny.fuse(tokens, present, batch["clock"])["logits"], tiny(batch, graph)["logits"]
+    )
+    drop = torch.tensor([False, False, True, False])
+    assert torch.allclose(
+        tiny.fuse(tokens, present, batch["clock"], drop)["logits"],
+        tiny(batch, graph, drop=drop)["logits"],
+    )

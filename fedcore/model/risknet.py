@@ -73,13 +73,22 @@ class RiskNet(nn.Module):
         allowed = torch.tensor([name in config.modalities for name in MODALITIES])
         self.register_buffer("allowed", allowed, persistent=False)
 
-    def tokens(self, batch: dict, graph) -> tuple[torch.Tensor, torch.Tensor]:
-        """Modality tokens ``(B, 4, dim)`` and presence ``(B, 4)``, before fusion."""
+    def encode_graph(self, graph) -> torch.Tensor:
+        """One embedding per district ``(N, dim)``; the same for every sample of a pass."""
+        return self.graph(graph.x, graph.edge_index, getattr(graph, "edge_weight", None))
+
+    def tokens(
+        self, batch: dict, graph, nodes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Modality tokens ``(B, 4, dim)`` and presence ``(B, 4)``, before fusion.
+
+        ``nodes`` (from `encode_graph`) saves re-encoding the graph for every batch.
+        """
         sensor, sensor_present = self.sensor(
             batch["series"], batch["series_time"], batch["series_mask"]
         )
         text, text_present = self.text(batch["text"], batch["text_time"], batch["text_mask"])
-        nodes = self.graph(graph.x, graph.edge_index, getattr(graph, "edge_weight", None))
+        nodes = self.encode_graph(graph) if nodes is None else nodes
         tokens = torch.stack(
             [
                 self.image(batch["image"]),
@@ -112,6 +121,20 @@ class RiskNet(nn.Module):
                 missing, e.g. to measure each modality's contribution.
         """
         tokens, present = self.tokens(batch, graph)
+        return self.fuse(tokens, present, batch["clock"], drop)
+
+    def fuse(
+        self,
+        tokens: torch.Tensor,
+        present: torch.Tensor,
+        clock: torch.Tensor,
+        drop: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Mix modality tokens (from `tokens`) and the clock into per-domain outputs.
+
+        Split from `forward` so that scoring each modality's contribution encodes
+        a batch once and fuses it once per hidden modality.
+        """
         present = present & self.allowed.to(present.device)
         if self.training and self.config.modality_dropout > 0:
             keep = torch.rand(present.shape, device=present.device) >= self.config.modality_dropout
@@ -119,8 +142,8 @@ class RiskNet(nn.Module):
         if drop is not None:
             present = present & ~drop.to(present.device).expand_as(present)
         tokens = torch.where(present.unsqueeze(-1), tokens, self.missing.expand_as(tokens))
-        clock = self.clock(batch["clock"]).unsqueeze(1)  # always known: the window's local time
-        fused = self.fusion(torch.cat([tokens + self.modality_embedding, clock], dim=1))
+        context = self.clock(clock).unsqueeze(1)  # always known: the window's local time
+        fused = self.fusion(torch.cat([tokens + self.modality_embedding, context], dim=1))
         pooled = self.norm(fused.mean(dim=1))
         out = self.heads(pooled).view(-1, len(self.config.domains), 2)
         return {"logits": out[..., 0], "log_rate": out[..., 1]}
