@@ -139,7 +139,7 @@ class City:
         folder = Path(path)
         if not folder.is_dir():
             raise CityNotFoundError(folder, "city folder does not exist")
-        info = _read_info(folder / "city.json")
+        info = read_versioned_json(folder / "city.json", FORMAT_VERSION, "a City folder")
         districts = _read_districts(folder / "districts.parquet")
         graph = _read_graph(folder / "graph.parquet", districts)
         sensors = _read_sensors(folder / "sensors.nc", districts)
@@ -196,15 +196,22 @@ def read_districts_file(path: str | Path, crs: str | None = None) -> gpd.GeoData
     return read_districts(path, crs=crs)
 
 
-def _read_info(path: Path) -> dict:
+def read_versioned_json(path: Path, version: int, what: str) -> dict:
+    """A JSON document of ours, checked for existence, syntax and format version.
+
+    Args:
+        path: The file.
+        version: The ``format_version`` this code reads.
+        what: What the file's folder is, for the missing-file message ("a City folder").
+    """
     if not path.exists():
-        raise CityNotFoundError(path, "city.json missing: not a City folder")
+        raise CityNotFoundError(path, f"{path.name} missing: not {what}")
     try:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CityDataError(path, f"not valid JSON ({error.msg})", row=error.lineno) from None
-    if info.get("format_version") != FORMAT_VERSION:
-        raise CityDataError(path, f"format_version must be {FORMAT_VERSION}")
+    if info.get("format_version") != version:
+        raise CityDataError(path, f"format_version must be {version}")
     return info
 
 

@@ -33,8 +33,15 @@ import pandas as pd
 import xarray as xr
 
 from datasets.atomic import write_folder_atomically
-from datasets.city import RECORD_COLUMNS, City, _read_frames, _read_records, _read_sensors
-from datasets.errors import CityDataError, CityNotFoundError, RecordsFileError
+from datasets.city import (
+    RECORD_COLUMNS,
+    City,
+    _read_frames,
+    _read_records,
+    _read_sensors,
+    read_versioned_json,
+)
+from datasets.errors import CityNotFoundError, RecordsFileError
 from datasets.partition import (
     Federation,
     SiteInfo,
@@ -177,14 +184,7 @@ def read_federation(out_dir: str | Path) -> Federation:
 def read_site_info(site_dir: str | Path) -> SiteInfo:
     """The `SiteInfo` stored in a site folder."""
     path = Path(site_dir) / "site.json"
-    if not path.exists():
-        raise CityNotFoundError(path, "site.json missing: not a site folder")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CityDataError(path, f"not valid JSON ({error.msg})", row=error.lineno) from None
-    if info.get("format_version") != SITE_FORMAT_VERSION:
-        raise CityDataError(path, f"format_version must be {SITE_FORMAT_VERSION}")
+    info = read_versioned_json(path, SITE_FORMAT_VERSION, "a site folder")
     return SiteInfo.from_dict(info["site"])
 
 

@@ -36,7 +36,7 @@ def oracle(
 ) -> None:
     """Score the hidden rates on the test windows: the ceiling for every model."""
     from fedcore.site_data import DataSettings
-    from pipelines.cli import guarded
+    from pipelines.guard import guarded
     from pipelines.oracle import score_oracle
 
     settings = DataSettings(stride_hours=stride_hours, lookback_hours=lookback_hours)

@@ -12,10 +12,8 @@ ends as one red line naming file, row and rule, with exit code 2; repaired data
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -25,13 +23,11 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 
-from datasets import City, CityDataError, CityDataWarning
+from datasets import City
 from datasets.io import import_city
+from pipelines.guard import guarded
 
-Result = TypeVar("Result")
-EXIT_BAD_DATA = 2
 console = Console()
-error_console = Console(stderr=True)
 
 
 def import_city_command(
@@ -39,7 +35,7 @@ def import_city_command(
     out: Annotated[Path, typer.Argument(help="City folder to write.")],
 ) -> None:
     """Import a city from the files a spec names, check them, and save a City folder."""
-    city = _guarded(lambda: import_city(spec, out))
+    city = guarded(lambda: import_city(spec, out))
     console.print(f"[green]imported[/green] {escape(city.name)} -> {escape(str(out))}")
     console.print(city_summary(city))
 
@@ -48,7 +44,7 @@ def check_city_command(
     folder: Annotated[Path, typer.Argument(help="City folder to check.")],
 ) -> None:
     """Load a City folder under the import rules and show what it holds."""
-    city = _guarded(lambda: City.load(folder))
+    city = guarded(lambda: City.load(folder))
     console.print(f"[green]ok[/green] {escape(str(folder))}")
     console.print(city_summary(city))
 
@@ -57,32 +53,6 @@ def register(city_app: typer.Typer) -> None:
     """Add ``import SPEC OUT`` and ``check DIR`` to ``city_app``."""
     city_app.command("import")(import_city_command)
     city_app.command("check")(check_city_command)
-
-
-def _guarded(job: Callable[[], Result]) -> Result:
-    """Run ``job``: repairs become warning lines, bad data one error line and exit 2.
-
-    Like `pipelines.cli`'s guard, kept here because the CLI imports this module
-    to register the commands. Lines are not wrapped and paths are escaped, so a
-    long path or a ``[`` in a rule stays on one readable line.
-    """
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CityDataWarning)
-            result = job()
-    except CityDataError as error:
-        error_console.print(f"[red]error[/red]: {escape(str(error))}", soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_DATA) from None
-    for warning in caught:
-        if issubclass(warning.category, CityDataWarning):
-            error_console.print(
-                f"[yellow]warning[/yellow]: {escape(str(warning.message))}", soft_wrap=True
-            )
-        else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
-    return result
 
 
 def city_summary(city: City) -> Group:

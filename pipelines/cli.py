@@ -11,10 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from datasets import CityDataError
 from pipelines.city_commands import city_app
+from pipelines.guard import guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
 console = Console(stderr=True)
@@ -126,15 +125,6 @@ def _serve(runs_dir: Path, port: int) -> None:
 
     console.print(f"serving the app on http://127.0.0.1:{port} (Ctrl+C to stop)")
     raise typer.Exit(serve_app(runs_dir, port=port))
-
-
-def guarded(job):
-    """Run ``job``; bad data ends with one clear line and exit code 2."""
-    try:
-        return job()
-    except CityDataError as error:
-        console.print(f"[red]error[/red]: {escape(str(error))}", soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -20,10 +20,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from datasets import City, CityDataError, window_starts
+from datasets import City, window_starts
 from datasets.partition import Federation, PartitionSpec, SiteInfo, partition_city
 from datasets.partition_io import write_federation
 from domains import domain_names
+from pipelines.guard import guarded
 
 STRIDE_HOURS = 6
 LOOKBACK_HOURS = 24
@@ -168,10 +169,9 @@ def partitions(
     seed: Annotated[int, typer.Option("--seed", help="Seed of every draw.")] = 0,
 ) -> None:
     """Split a City into edge-site folders and print what each site holds."""
-    errors = Console(stderr=True)
     began = time.perf_counter()
-    try:
-        spec = PartitionSpec(
+    spec = guarded(
+        lambda: PartitionSpec(
             n_sites=sites,
             dirichlet_alpha=alpha,
             quantity_skew=quantity_skew,
@@ -181,13 +181,17 @@ def partitions(
             share_scarce=scarce,
             share_coarse=coarse,
             seed=seed,
-        )
+        ),
+        also=(ValueError,),
+    )
+
+    def build():
         city = City.load(city_dir)
         federation = partition_city(city, spec)
         write_federation(federation, city, out_dir)
-    except (CityDataError, ValueError) as error:
-        errors.print(f"[red]error[/red]: {error}")
-        raise typer.Exit(2) from None
+        return city, federation
+
+    city, federation = guarded(build, also=(ValueError,))
     console = Console(width=max(Console().width, 120))  # a pipe still gets the whole table
     console.print(summary_table(summarize_federation(city, federation)))
     seconds = time.perf_counter() - began
