@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch.nn import functional
@@ -38,11 +40,17 @@ def train_epochs(
     batch_size: int,
     seed: int,
     optimiser: torch.optim.Optimizer | None = None,
+    penalty: Callable[[RiskNet], torch.Tensor] | None = None,
+    after_backward: Callable[[RiskNet], None] | None = None,
 ) -> dict[str, float]:
     """Train in place; returns the mean loss and the number of examples.
 
     A federated site starts a fresh AdamW each round; the central trainer passes
-    its own ``optimiser`` so the moments carry over between epochs.
+    its own ``optimiser`` so the moments carry over between epochs. Federated
+    strategies hook in without a loop of their own: ``penalty`` is added to each
+    step's loss (e.g. FedProx's proximal term) and ``after_backward`` may edit the
+    gradients before the step (e.g. SCAFFOLD's control-variate correction). The
+    reported loss is the risk loss alone.
     """
     torch.manual_seed(seed)
     model.train()
@@ -53,7 +61,9 @@ def train_epochs(
         for batch in data.samples.batches(batch_size, indices, seed=seed + epoch):
             optimiser.zero_grad()
             loss = risk_loss(model(batch, data.graph), batch)
-            loss.backward()
+            (loss + penalty(model) if penalty else loss).backward()
+            if after_backward:
+                after_backward(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
             total += loss.item() * len(batch["district"])
