@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import sparse
 from torch.utils.data import Dataset
 
 from datasets.city import City
@@ -29,6 +30,7 @@ SAMPLE_KEYS = (
     "text",
     "text_time",
     "text_mask",
+    "neighbours",
     "clock",
     "targets",
     "target_mask",
@@ -136,6 +138,7 @@ class RiskSamples(Dataset):
         self._series(city, rows, positions, lookback_steps, step_hours)
         self._images(city, rows, lookback_hours)
         self._texts(city, rows, lookback_hours, embed_texts, max_reports)
+        self._neighbours(city, rows)
         self.clock = local_clock(self.starts, city.timezone)[self.window]
         stacked = np.stack([targets[name][rows] for name in self.domains], axis=-1)
         self.targets = stacked.reshape(-1, len(self.domains)).astype(np.float32)
@@ -214,6 +217,47 @@ class RiskSamples(Dataset):
             ages = (stamps[safe] - starts[:, None]) / hour
             self.report_time[block] = np.where(valid, ages, 0.0)
 
+    def _neighbours(self, city, rows) -> None:
+        """What the neighbours held in the same look-back: their reports, pooled.
+
+        Risk spills over district borders (a festival next door fills the streets
+        here), so each sample carries the edge-weighted mean of its neighbours'
+        pooled report embeddings, plus their mean ``log1p`` report count, and the
+        share of its neighbours whose data are in this sample set. Only the
+        districts of this sample set count: an edge site sees its own districts'
+        reports, never another site's.
+        """
+        edges = city.graph.edge_index.numpy()
+        weights = getattr(city.graph, "edge_weight", None)
+        weights = np.ones(edges.shape[1]) if weights is None else weights.numpy()
+        n_rows, n_windows = len(rows), len(self.starts)
+        position = np.full(len(city.districts), -1)
+        position[rows] = np.arange(n_rows)
+        source, target = position[edges[0]], position[edges[1]]
+        degree = np.zeros(n_rows)
+        held = target >= 0
+        np.add.at(degree, target[held], weights[held])
+        kept = (source >= 0) & held
+        adjacency = sparse.csr_matrix(
+            (weights[kept], (target[kept], source[kept])), shape=(n_rows, n_rows)
+        )
+        reach = np.asarray(adjacency.sum(axis=1)).ravel()
+        mean_weights = sparse.diags(1.0 / np.maximum(reach, 1e-9)) @ adjacency
+        per_window = np.concatenate(
+            [self.pooled_text(), np.log1p(self.text_count)[:, None]], axis=1
+        )
+        features = per_window.shape[1]
+        mixed = (mean_weights @ per_window.reshape(n_rows, -1)).reshape(-1, features)
+        share = np.divide(reach, degree, out=np.zeros(n_rows), where=degree > 0)
+        self.neighbours = np.concatenate(
+            [mixed, np.repeat(share, n_windows)[:, None]], axis=1
+        ).astype(np.float32)
+
+    @property
+    def neighbour_dim(self) -> int:
+        """Width of a sample's neighbour context: report embedding, count, share held."""
+        return self.text_dim + 2
+
     def pooled_text(self, indices: np.ndarray | None = None) -> np.ndarray:
         """Mean embedding of each sample's indexed reports ``(n, text_dim)`` (zeros if none)."""
         index = self.report_index if indices is None else self.report_index[indices]
@@ -243,6 +287,7 @@ class RiskSamples(Dataset):
             "text": torch.from_numpy(self.report_embeddings[self.report_index[indices]]),
             "text_time": torch.from_numpy(self.report_time[indices]),
             "text_mask": torch.from_numpy(self.report_index[indices] >= 0),
+            "neighbours": torch.from_numpy(self.neighbours[indices]),
             "clock": torch.from_numpy(self.clock[indices]),
             "targets": torch.from_numpy(self.targets[indices]),
             "target_mask": torch.from_numpy(self.target_mask[indices]),

@@ -79,17 +79,22 @@ def predict(
     batch_size: int = 1024,
     contributions: bool = False,
     drop: torch.Tensor | None = None,
+    with_loss: bool = False,
 ) -> dict[str, np.ndarray]:
     """Probabilities and expected counts ``(n, D)``; optionally per-modality contributions.
 
     A modality's contribution is how much the probability drops when that
     modality is replaced by its missing token: positive means it raised the risk.
     ``drop`` (bool per modality) hides modalities from every prediction.
+    ``with_loss`` adds ``loss``: the risk loss of each batch times its size, so
+    evaluation scores and takes the loss in one pass.
     """
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"probability": [], "expected_count": []}
     for name in MODALITIES if contributions else ():
         parts[f"contribution_{name}"] = []
+    if with_loss:
+        parts["loss"] = []
     nodes = model.encode_graph(data.graph)
     for batch in data.samples.batches(batch_size, indices):
         tokens, present = model.tokens(batch, data.graph, nodes)
@@ -97,6 +102,8 @@ def predict(
         probability = torch.sigmoid(output["logits"])
         parts["probability"].append(probability.numpy())
         parts["expected_count"].append(torch.exp(output["log_rate"]).numpy())
+        if with_loss:
+            parts["loss"].append(np.array([float(risk_loss(output, batch)) * len(probability)]))
         for position, name in enumerate(MODALITIES if contributions else ()):
             hide = torch.zeros(len(MODALITIES), dtype=torch.bool)
             hide[position] = True
@@ -118,16 +125,10 @@ def evaluate(
     batch_size: int = 512,
     drop: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Loss, ranking metrics and count MAE of the model on ``indices``."""
-    model.eval()
-    total, seen = 0.0, 0
-    with torch.no_grad():
-        for batch in data.samples.batches(batch_size, indices):
-            output = model(batch, data.graph, drop=drop)
-            total += float(risk_loss(output, batch)) * len(batch["district"])
-            seen += len(batch["district"])
-    predicted = predict(model, data, indices, batch_size, drop=drop)
+    """Loss, ranking metrics and count MAE of the model on ``indices`` (one pass)."""
+    predicted = predict(model, data, indices, batch_size, drop=drop, with_loss=True)
     counts = data.samples.targets[indices]
     metrics = risk_metrics(counts, predicted["probability"], model.config.domains)
     metrics["count-mae"] = float(np.abs(predicted["expected_count"] - counts).mean())
-    return {"loss": total / max(seen, 1), "num-examples": float(len(indices)), **metrics}
+    loss = float(predicted["loss"].sum()) / max(len(indices), 1)
+    return {"loss": loss, "num-examples": float(len(indices)), **metrics}

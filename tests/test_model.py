@@ -18,6 +18,7 @@ def fake_batch(size=4, channels=6, text_dim=384, frame=16, districts=5):
         "text": torch.randn(size, 3, text_dim, generator=generator),
         "text_time": -torch.rand(size, 3, generator=generator) * 24,
         "text_mask": torch.tensor([[True, True, False]] * (size - 1) + [[False] * 3]),
+        "neighbours": torch.rand(size, text_dim + 2, generator=generator),
         "clock": torch.rand(size, 4, generator=generator) * 2 - 1,
         "targets": torch.zeros(size, 2),
         "target_mask": torch.ones(size, 2, dtype=torch.bool),

@@ -100,3 +100,28 @@ def test_clock_says_the_local_hour_of_the_window(samples, tiny_city):
         np.arctan2(clock[:, 0], clock[:, 1]) % (2 * np.pi) / (2 * np.pi) * 24, [9, 21]
     )
     assert samples[0]["clock"].shape == (4,)
+
+
+def test_neighbour_context_is_the_weighted_mean_of_held_neighbours_reports(tiny_city):
+    from datasets import window_starts
+
+    starts = window_starts(tiny_city, 6, 24, 6)
+    targets = {"traffic": np.zeros((len(tiny_city.districts), len(starts)))}
+    everyone = RiskSamples(tiny_city, starts, targets, embed_texts=fake_embed)
+    edges = tiny_city.graph.edge_index.numpy()
+    weights = tiny_city.graph.edge_weight.numpy()
+    district = int(edges[1][0])
+    mine = edges[1] == district
+    window = len(starts) - 1
+    pooled = everyone.pooled_text().reshape(len(tiny_city.districts), len(starts), -1)
+    expected = (weights[mine, None] * pooled[edges[0][mine], window]).sum(0) / weights[mine].sum()
+    row = district * len(starts) + window
+    assert np.allclose(everyone.neighbours[row, : everyone.text_dim], expected, atol=1e-5)
+    assert everyone.neighbours[row, -1] == 1.0  # every neighbour's data is held
+    assert everyone.neighbour_dim == everyone.neighbours.shape[1]
+
+    # A site holding only this district sees no neighbour at all.
+    alone = RiskSamples(
+        tiny_city, starts, targets, embed_texts=fake_embed, districts=np.array([district])
+    )
+    assert np.all(alone.neighbours == 0.0)

@@ -54,6 +54,7 @@ def model_config_for(settings: FederationSettings, data: SiteData) -> ModelConfi
         n_channels=len(samples.channels),
         n_static=data.n_static,
         text_dim=samples.text_dim,
+        neighbour_dim=samples.neighbour_dim,
         frame_size=int(samples.frames.shape[1]),
     )
 

@@ -17,7 +17,7 @@ PRESETS: dict[str, dict] = {
         "image_size": 64,
         "patch_size": 8,
         "image_layers": 12,
-        "sensor_layers": 4,
+        "sensor_layers": 3,
         "text_layers": 3,
         "fusion_layers": 2,
         "graph_layers": 3,
@@ -36,6 +36,8 @@ class ModelConfig:
         n_channels: Sensor channels per time step.
         n_static: Public static attributes per district (graph node features).
         text_dim: Size of a report embedding from the frozen text encoder.
+        neighbour_dim: Size of a sample's neighbour context (what the districts
+            next door reported in the same look-back; `RiskSamples.neighbour_dim`).
         frame_size: Side of the square camera frames in pixels.
         dim: Width of every modality token and of the fusion.
         image_encoder: ``"convnet"`` (small presets) or ``"vit"`` (a ViT built
@@ -56,7 +58,8 @@ class ModelConfig:
         modalities: The modalities the model may use; the others always get
             their missing token (single-modality baselines). ``graph`` is the
             district's static attributes, passed through ``graph_layers`` of
-            message passing (0 = no neighbours: the "without graph" baseline).
+            message passing, and its neighbours' context (0 layers = no
+            neighbours at all: the "without graph" baseline).
         preset: Name of the preset the config came from.
     """
 
@@ -64,6 +67,7 @@ class ModelConfig:
     n_channels: int = 6
     n_static: int = 10
     text_dim: int = 384
+    neighbour_dim: int = 386
     frame_size: int = 16
     dim: int = 64
     image_encoder: str = "convnet"

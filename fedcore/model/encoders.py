@@ -90,11 +90,46 @@ class TimedSetEncoder(nn.Module):
         return self.norm(pooled), present
 
 
+RECENT_HOURS = 6.0  # the "latest hours" a sensor summary singles out: rain now floods soon
+
+
+def series_summary(
+    series: torch.Tensor, series_time: torch.Tensor, series_mask: torch.Tensor
+) -> torch.Tensor:
+    """Per channel: mean, max, min, latest value, mean of the latest hours, share observed.
+
+    Statistics over the observed readings only, at their real time stamps, so any
+    sampling interval gives the same summary; a channel with no reading gives 0s.
+
+    Shapes:
+        series, series_mask: ``(B, L, C)``; series_time: ``(B, L)`` hours (<= 0).
+        output: ``(B, 6 * C)``.
+    """
+    observed = series_mask.float()
+    count = observed.sum(1)
+    seen = count > 0
+    mean = (series * observed).sum(1) / count.clamp(min=1.0)
+    highest = torch.where(series_mask, series, -torch.inf).amax(1)
+    lowest = torch.where(series_mask, series, torch.inf).amin(1)
+    steps = torch.arange(series.shape[1], device=series.device).view(1, -1, 1)
+    latest_step = torch.where(series_mask, steps, -1).amax(1).clamp(min=0)
+    latest = series.gather(1, latest_step.unsqueeze(1)).squeeze(1)
+    recent = observed * (series_time >= -RECENT_HOURS).unsqueeze(-1).float()
+    recent_mean = (series * recent).sum(1) / recent.sum(1).clamp(min=1.0)
+    share = count / series.shape[1]
+    stats = [mean, highest, lowest, latest, recent_mean]
+    stats = [torch.where(seen, value, torch.zeros_like(value)) for value in stats]
+    return torch.cat([*stats, share], dim=-1)
+
+
 class SensorEncoder(nn.Module):
     """A temporal transformer over sensor readings at their real time stamps.
 
     Each step embeds the values and which of them were observed; steps with no
-    observed channel are masked out of attention and of the pooling.
+    observed channel are masked out of attention and of the pooling. Beside the
+    transformer, a small MLP reads `series_summary` (levels, extremes, the latest
+    reading): the statistics an analyst would compute, which a transformer trained
+    on few windows learns only slowly, added to its pooled token.
 
     Shapes:
         series, series_mask: ``(B, L, C)``; series_time: ``(B, L)``.
@@ -107,13 +142,19 @@ class SensorEncoder(nn.Module):
         super().__init__()
         self.value_proj = nn.Linear(2 * n_channels, dim)
         self.encoder = TimedSetEncoder(dim, layers, heads, ff_mult, dropout)
+        self.summary = nn.Sequential(
+            nn.Linear(6 * n_channels, dim), nn.GELU(), nn.Linear(dim, dim)
+        )
+        self.norm = nn.LayerNorm(dim)
 
     def forward(
         self, series: torch.Tensor, series_time: torch.Tensor, series_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode a batch of series; also say which samples had any reading."""
         steps = self.value_proj(torch.cat([series * series_mask, series_mask.float()], dim=-1))
-        return self.encoder(steps, series_time, series_mask.any(dim=-1))
+        pooled, present = self.encoder(steps, series_time, series_mask.any(dim=-1))
+        summary = self.summary(series_summary(series, series_time, series_mask))
+        return self.norm(pooled + summary), present
 
 
 class TextEncoder(nn.Module):

@@ -53,6 +53,12 @@ class RiskNet(nn.Module):
         self.text = TextEncoder(config.text_dim, dim, config.text_layers, *layers)
         self.sensor = SensorEncoder(config.n_channels, dim, config.sensor_layers, *layers)
         self.graph = GraphEncoder(config.n_static, dim, config.graph_layers)
+        # What the neighbours reported joins the graph token: spill-over is dynamic.
+        self.neighbours = (
+            nn.Sequential(nn.Linear(config.neighbour_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+            if config.graph_layers > 0
+            else None
+        )
         self.missing = nn.Parameter(torch.randn(len(MODALITIES), dim) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(len(MODALITIES), dim) * 0.02)
         self.clock = nn.Sequential(nn.Linear(4, dim), nn.GELU(), nn.Linear(dim, dim))
@@ -66,7 +72,12 @@ class RiskNet(nn.Module):
         )
         self.fusion = nn.TransformerEncoder(layer, config.fusion_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
-        self.heads = nn.Linear(dim, 2 * len(config.domains))
+        # Heads read every fused token side by side (not their mean), so a domain can
+        # weigh one modality's token against another's: flood = rain x low ground.
+        n_tokens = len(MODALITIES) + 1
+        self.heads = nn.Sequential(
+            nn.Linear(n_tokens * dim, dim), nn.GELU(), nn.Linear(dim, 2 * len(config.domains))
+        )
         unknown = set(config.modalities) - set(MODALITIES)
         if unknown or not config.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")
@@ -89,12 +100,15 @@ class RiskNet(nn.Module):
         )
         text, text_present = self.text(batch["text"], batch["text_time"], batch["text_mask"])
         nodes = self.encode_graph(graph) if nodes is None else nodes
+        place = nodes[batch["district"]]
+        if self.neighbours is not None:
+            place = place + self.neighbours(batch["neighbours"])
         tokens = torch.stack(
             [
                 self.image(batch["image"]),
                 text,
                 sensor,
-                nodes[batch["district"]],
+                place,
             ],
             dim=1,
         )
@@ -144,7 +158,7 @@ class RiskNet(nn.Module):
         tokens = torch.where(present.unsqueeze(-1), tokens, self.missing.expand_as(tokens))
         context = self.clock(clock).unsqueeze(1)  # always known: the window's local time
         fused = self.fusion(torch.cat([tokens + self.modality_embedding, context], dim=1))
-        pooled = self.norm(fused.mean(dim=1))
+        pooled = self.norm(fused).flatten(1)
         out = self.heads(pooled).view(-1, len(self.config.domains), 2)
         return {"logits": out[..., 0], "log_rate": out[..., 1]}
 
