@@ -142,9 +142,7 @@ class SensorEncoder(nn.Module):
         super().__init__()
         self.value_proj = nn.Linear(2 * n_channels, dim)
         self.encoder = TimedSetEncoder(dim, layers, heads, ff_mult, dropout)
-        self.summary = nn.Sequential(
-            nn.Linear(6 * n_channels, dim), nn.GELU(), nn.Linear(dim, dim)
-        )
+        self.summary = nn.Sequential(nn.Linear(6 * n_channels, dim), nn.GELU(), nn.Linear(dim, dim))
         self.norm = nn.LayerNorm(dim)
 
     def forward(
