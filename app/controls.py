@@ -1,0 +1,172 @@
+"""The selectors every page shares (run, domain, window, level, search, district).
+
+ArcGIS Dashboards-style: one set of values drives every panel, and every page.
+Values live in session state under ``view_values`` (plain keys, which Streamlit
+never cleans up, unlike the keys of widgets a page did not draw), so a domain
+picked on the map is still picked on the district page. The URL mirrors them
+(`sync_url`), and a URL that changed under the app (a shared link, a page link
+with query parameters, the browser's back button) is adopted on the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
+
+import pandas as pd
+import streamlit as st
+
+from app.loading import RunSummary
+from app.view_state import ALL_LEVELS, ViewState, query_from_view, view_from_query, window_key
+from domains import DomainSpec, get_domain
+
+VALUES_KEY = "view_values"
+WRITTEN_KEY = "view_url_written"
+
+
+def _values() -> dict[str, str]:
+    """The shared values, first filled from the URL (see `adopt_url`)."""
+    if VALUES_KEY not in st.session_state:
+        st.session_state[VALUES_KEY] = {}
+    return st.session_state[VALUES_KEY]
+
+
+def adopt_url() -> None:
+    """Take the values of a URL that differs from the one the app last wrote.
+
+    Call it at the top of every page, before any selector is drawn.
+    """
+    current = st.query_params.to_dict()
+    if current == st.session_state.get(WRITTEN_KEY):
+        return
+    wanted = view_from_query(current)
+    values = _values()
+    for spec in fields(ViewState):
+        if spec.name in current:
+            values[spec.name] = getattr(wanted, spec.name)
+            st.session_state.pop(f"widget.{spec.name}", None)
+
+
+def current(name: str) -> str | None:
+    """The shared value ``name`` (a `ViewState` field), or None when never set."""
+    return _values().get(name)
+
+
+def set_current(name: str, value: str | None) -> None:
+    """Set a shared value before its selector is drawn (e.g. when playback moves on)."""
+    _values()[name] = value
+    st.session_state.pop(f"widget.{name}", None)
+
+
+def _sticky_choice(
+    name: str, options: Sequence[str], draw: Callable[[str], str], default: str | None = None
+) -> str:
+    """Draw a choice widget whose value follows the shared value ``name``."""
+    key = f"widget.{name}"
+    if st.session_state.get(key) not in options:
+        wanted = current(name)
+        fallback = default if default in options else options[0]
+        st.session_state[key] = wanted if wanted in options else fallback
+    value = draw(key)
+    _values()[name] = value
+    return value
+
+
+def pick_run(runs: Sequence[RunSummary], label: str = "Run", name: str = "run") -> RunSummary:
+    """The run selector in the sidebar, newest first."""
+    by_id = {run.run_id: run for run in runs}
+    run_id = _sticky_choice(
+        name,
+        list(by_id),
+        lambda key: st.sidebar.selectbox(
+            label,
+            list(by_id),
+            key=key,
+            format_func=lambda rid: f"{rid} ({by_id[rid].created:%Y-%m-%d %H:%M} UTC)",
+            help="Newest run first.",
+        ),
+    )
+    return by_id[run_id]
+
+
+def pick_domain(domains: Sequence[str]) -> DomainSpec:
+    """The domain selector in the sidebar; it drives every panel of every page."""
+    name = _sticky_choice(
+        "domain",
+        list(domains),
+        lambda key: st.sidebar.selectbox(
+            "Domain", list(domains), key=key, format_func=lambda n: get_domain(n).title
+        ),
+    )
+    return get_domain(name)
+
+
+def pick_level(spec: DomainSpec) -> str:
+    """The "lowest level shown" filter in the sidebar: ``"all"`` or a level name."""
+    options = [ALL_LEVELS] + [level.name for level in spec.levels[1:]]
+    labels = {level.name: f"{level.label} or above" for level in spec.levels}
+    return _sticky_choice(
+        "level",
+        options,
+        lambda key: st.sidebar.selectbox(
+            "Show levels",
+            options,
+            key=key,
+            format_func=lambda n: "All levels" if n == ALL_LEVELS else labels[n],
+        ),
+    )
+
+
+def search_box() -> str:
+    """The district search in the sidebar (name or id, any case)."""
+    key = "widget.q"
+    if key not in st.session_state:
+        st.session_state[key] = current("q") or ""
+    text = st.sidebar.text_input("Find districts", key=key, placeholder="name or id")
+    _values()["q"] = text.strip()
+    return text.strip()
+
+
+def pick_window(
+    windows: Sequence[pd.Timestamp],
+    label: str,
+    format_func: Callable[[pd.Timestamp], str],
+    *,
+    slider: bool = True,
+) -> pd.Timestamp:
+    """The window selector in the main area: a slider, or a select box."""
+    by_key = {window_key(window): window for window in windows}
+    options = list(by_key)
+    if len(options) == 1:
+        _values()["window"] = options[0]
+        st.markdown(f"{label}: **{format_func(windows[0])}**")
+        return windows[0]
+    widget = st.select_slider if slider else st.selectbox
+    chosen = _sticky_choice(
+        "window",
+        options,
+        lambda key: widget(
+            label, options=options, key=key, format_func=lambda k: format_func(by_key[k])
+        ),
+    )
+    return by_key[chosen]
+
+
+def pick_district(options: dict[str, str], label: str = "District") -> str:
+    """A district selector (id -> name) in the main area."""
+    ids = list(options)
+    return _sticky_choice(
+        "district",
+        ids,
+        lambda key: st.selectbox(label, ids, key=key, format_func=lambda d: options[d]),
+    )
+
+
+def sync_url(names: Sequence[str]) -> None:
+    """Write the shared values ``names`` into the URL (and only those)."""
+    values = _values()
+    view = replace(ViewState(), **{name: values[name] for name in names if name in values})
+    params = query_from_view(view)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    st.session_state[WRITTEN_KEY] = params
