@@ -89,6 +89,22 @@ def pick_run(runs: Sequence[RunSummary], label: str = "Run", name: str = "run") 
     return by_id[run_id]
 
 
+def pick_compare_run(runs: Sequence[RunSummary], label: str = "Compare with") -> RunSummary:
+    """The second run of a comparison, in the main area."""
+    by_id = {run.run_id: run for run in runs}
+    run_id = _sticky_choice(
+        "compare",
+        list(by_id),
+        lambda key: st.selectbox(
+            label,
+            list(by_id),
+            key=key,
+            format_func=lambda rid: f"{rid} ({by_id[rid].created:%Y-%m-%d %H:%M} UTC)",
+        ),
+    )
+    return by_id[run_id]
+
+
 def pick_domain(domains: Sequence[str]) -> DomainSpec:
     """The domain selector in the sidebar; it drives every panel of every page."""
     name = _sticky_choice(
