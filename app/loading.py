@@ -342,8 +342,8 @@ def parse_federation_log(
             site = _site_id(record, site_ids)
             row = site_row(number, site)
             examples = _number(record.get("num_examples", record.get("num-examples")))
-            if examples is not None:
-                row["num_examples"] = examples
+            if examples is not None and (phase == "train" or "num_examples" not in row):
+                row["num_examples"] = examples  # training samples win over evaluation ones
             loss = _number(record.get("loss", record.get("train-loss")))
             if loss is not None and (phase != "train" or "loss" not in row):
                 row["loss"] = loss
@@ -393,7 +393,7 @@ def _missing_parts(rounds: pd.DataFrame, sites: pd.DataFrame) -> list[str]:
     if sites.empty:
         missing.append("no per-site records")
     else:
-        for column, words in (("num_examples", "sample counts"), ("auprc", "per-site AUPRC")):
+        for column, words in (("num_examples", "sample counts"), ("auprc", "AUPRC")):
             if sites[column].isna().all():
                 missing.append(f"no {words} per site")
     return missing
