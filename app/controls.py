@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -44,7 +45,6 @@ def adopt_url() -> None:
     for spec in fields(ViewState):
         if spec.name in current:
             values[spec.name] = getattr(wanted, spec.name)
-            st.session_state.pop(f"widget.{spec.name}", None)
 
 
 def current(name: str) -> str | None:
@@ -55,36 +55,46 @@ def current(name: str) -> str | None:
 def set_current(name: str, value: str | None) -> None:
     """Set a shared value before its selector is drawn (e.g. when playback moves on)."""
     _values()[name] = value
-    st.session_state.pop(f"widget.{name}", None)
 
 
-def _sticky_choice(
-    name: str, options: Sequence[str], draw: Callable[[str], str], default: str | None = None
-) -> str:
-    """Draw a choice widget whose value follows the shared value ``name``."""
+def _remember(name: str, key: str) -> None:
+    """Widget callback: the user's choice becomes the shared value."""
+    _values()[name] = st.session_state[key]
+
+
+def _sticky(name: str, widget: Callable[..., Any], label: str, **kwargs: Any) -> Any:
+    """Draw ``widget`` so that its value is the shared value ``name``.
+
+    The value is handed to the widget through session state on every run, and a
+    user's change comes back through ``on_change``: a widget drawn by another
+    page (a new widget to Streamlit) still opens on the shared value.
+    """
     key = f"widget.{name}"
-    if st.session_state.get(key) not in options:
-        wanted = current(name)
-        fallback = default if default in options else options[0]
-        st.session_state[key] = wanted if wanted in options else fallback
-    value = draw(key)
+    options = kwargs.get("options")
+    wanted = current(name)
+    if options is not None and wanted not in options:
+        wanted = options[0]
+    st.session_state[key] = wanted if wanted is not None else ""
+    value = widget(label, key=key, on_change=_remember, args=(name, key), **kwargs)
     _values()[name] = value
     return value
 
 
-def pick_run(runs: Sequence[RunSummary], label: str = "Run", name: str = "run") -> RunSummary:
+def _run_label(runs: Sequence[RunSummary]) -> Callable[[str], str]:
+    by_id = {run.run_id: run for run in runs}
+    return lambda rid: f"{rid} ({by_id[rid].created:%Y-%m-%d %H:%M} UTC)"
+
+
+def pick_run(runs: Sequence[RunSummary], label: str = "Run") -> RunSummary:
     """The run selector in the sidebar, newest first."""
     by_id = {run.run_id: run for run in runs}
-    run_id = _sticky_choice(
-        name,
-        list(by_id),
-        lambda key: st.sidebar.selectbox(
-            label,
-            list(by_id),
-            key=key,
-            format_func=lambda rid: f"{rid} ({by_id[rid].created:%Y-%m-%d %H:%M} UTC)",
-            help="Newest run first.",
-        ),
+    run_id = _sticky(
+        "run",
+        st.sidebar.selectbox,
+        label,
+        options=list(by_id),
+        format_func=_run_label(runs),
+        help="Newest run first.",
     )
     return by_id[run_id]
 
@@ -92,55 +102,38 @@ def pick_run(runs: Sequence[RunSummary], label: str = "Run", name: str = "run") 
 def pick_compare_run(runs: Sequence[RunSummary], label: str = "Compare with") -> RunSummary:
     """The second run of a comparison, in the main area."""
     by_id = {run.run_id: run for run in runs}
-    run_id = _sticky_choice(
-        "compare",
-        list(by_id),
-        lambda key: st.selectbox(
-            label,
-            list(by_id),
-            key=key,
-            format_func=lambda rid: f"{rid} ({by_id[rid].created:%Y-%m-%d %H:%M} UTC)",
-        ),
+    run_id = _sticky(
+        "compare", st.selectbox, label, options=list(by_id), format_func=_run_label(runs)
     )
     return by_id[run_id]
 
 
 def pick_domain(domains: Sequence[str]) -> DomainSpec:
     """The domain selector in the sidebar; it drives every panel of every page."""
-    name = _sticky_choice(
+    name = _sticky(
         "domain",
-        list(domains),
-        lambda key: st.sidebar.selectbox(
-            "Domain", list(domains), key=key, format_func=lambda n: get_domain(n).title
-        ),
+        st.sidebar.selectbox,
+        "Domain",
+        options=list(domains),
+        format_func=lambda n: get_domain(n).title,
     )
     return get_domain(name)
 
 
 def pick_level(spec: DomainSpec) -> str:
     """The "lowest level shown" filter in the sidebar: ``"all"`` or a level name."""
-    options = [ALL_LEVELS] + [level.name for level in spec.levels[1:]]
-    labels = {level.name: f"{level.label} or above" for level in spec.levels}
-    return _sticky_choice(
-        "level",
-        options,
-        lambda key: st.sidebar.selectbox(
-            "Show levels",
-            options,
-            key=key,
-            format_func=lambda n: "All levels" if n == ALL_LEVELS else labels[n],
-        ),
+    labels = {ALL_LEVELS: "All levels"} | {
+        level.name: f"{level.label} or above" for level in spec.levels[1:]
+    }
+    return _sticky(
+        "level", st.sidebar.selectbox, "Show levels", options=list(labels), format_func=labels.get
     )
 
 
 def search_box() -> str:
     """The district search in the sidebar (name or id, any case)."""
-    key = "widget.q"
-    if key not in st.session_state:
-        st.session_state[key] = current("q") or ""
-    text = st.sidebar.text_input("Find districts", key=key, placeholder="name or id")
-    _values()["q"] = text.strip()
-    return text.strip()
+    text = _sticky("q", st.sidebar.text_input, "Find districts", placeholder="name or id")
+    return str(text).strip()
 
 
 def pick_window(
@@ -158,24 +151,15 @@ def pick_window(
         st.markdown(f"{label}: **{format_func(windows[0])}**")
         return windows[0]
     widget = st.select_slider if slider else st.selectbox
-    chosen = _sticky_choice(
-        "window",
-        options,
-        lambda key: widget(
-            label, options=options, key=key, format_func=lambda k: format_func(by_key[k])
-        ),
+    chosen = _sticky(
+        "window", widget, label, options=options, format_func=lambda k: format_func(by_key[k])
     )
     return by_key[chosen]
 
 
 def pick_district(options: dict[str, str], label: str = "District") -> str:
     """A district selector (id -> name) in the main area."""
-    ids = list(options)
-    return _sticky_choice(
-        "district",
-        ids,
-        lambda key: st.selectbox(label, ids, key=key, format_func=lambda d: options[d]),
-    )
+    return _sticky("district", st.selectbox, label, options=list(options), format_func=options.get)
 
 
 def sync_url(names: Sequence[str]) -> None:

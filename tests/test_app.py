@@ -284,3 +284,19 @@ def test_playback_moves_to_the_next_window(fake_runs: Path) -> None:
     at.run(timeout=30)
     at.run(timeout=30)
     assert at.select_slider[0].value == window_key(WINDOWS[0])
+
+
+def test_choices_follow_the_user_across_pages(fake_runs: Path) -> None:
+    """A run and domain picked on the map are still picked on every other page."""
+    at = AppTest.from_file(APP_FILE).run(timeout=30)
+    at.sidebar.selectbox[0].set_value("run-old").run(timeout=30)
+    at.selectbox(key="widget.domain").set_value("safety").run(timeout=30)
+    for page in ("app/pages/district.py", "app/pages/federation.py", "app/pages/runs.py"):
+        at.switch_page(page).run(timeout=30)
+        assert not at.exception, page
+        assert at.sidebar.selectbox[0].value == "run-old", page
+        assert at.query_params["run"] == "run-old", page
+    assert at.selectbox(key="widget.domain").value == "safety"
+    at.switch_page("app/pages/risk_map.py").run(timeout=30)
+    assert at.selectbox(key="widget.domain").value == "safety"
+    assert table_districts(at)[0] == "Akiba"
