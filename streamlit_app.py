@@ -9,6 +9,9 @@ import streamlit as st
 
 PAGES = [
     st.Page("app/pages/risk_map.py", title="Risk map", icon=":material/map:", default=True),
+    st.Page("app/pages/district.py", title="District", icon=":material/location_city:"),
+    st.Page("app/pages/federation.py", title="Federation", icon=":material/hub:"),
+    st.Page("app/pages/runs.py", title="Runs", icon=":material/compare:"),
 ]
 
 st.set_page_config(page_title="Kizashi", layout="wide")

@@ -1,19 +1,28 @@
 """The one place the app reads run folders from.
 
 A run is a folder ``<runs_dir>/<run_id>/`` holding ``manifest.json``,
-``metrics.jsonl`` and ``predictions.parquet`` (GeoParquet, EPSG:4326, one row per
-district, window and domain). The app only reads runs; it never writes or trains.
+``metrics.jsonl``, ``predictions.parquet`` (GeoParquet, EPSG:4326, one row per
+district, window and domain) and, for jobs that used one, the ``city/`` folder and
+the federation's ``sites.json``. The app only reads runs; it never writes or trains.
 
-Everything here except `load_predictions` works without a Streamlit runtime, so
-tests and scripts can call it directly. `load_predictions` adds ``st.cache_data``
-keyed on the file's path and modification time, so a rewritten run reloads.
+The ``read_*`` / ``parse_*`` functions work without a Streamlit runtime, so tests
+and scripts can call them directly. The ``load_*`` functions add ``st.cache_data``
+(small frames, copied per call) or ``st.cache_resource`` (the predictions and the
+City bundle: large, shared, read-only), keyed on the file's path and modification
+time, so a rewritten run reloads.
+
+`parse_federation_log` is the one place that understands ``metrics.jsonl``; it
+reads both the per-phase records the Flower server writes today (``phase`` /
+``scope``) and the per-round / per-site records (``kind``) it is moving to.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +31,15 @@ import geopandas as gpd
 import pandas as pd
 import streamlit as st
 
+from app.hotspots import district_trends
+
 RUNS_ENV_VAR = "KIZASHI_RUNS"
 DEFAULT_RUNS_DIR = "runs"
 MANIFEST_FILE = "manifest.json"
 PREDICTIONS_FILE = "predictions.parquet"
+METRICS_FILE = "metrics.jsonl"
+SITES_FILE = "sites.json"
+CITY_FOLDER = "city"
 PREDICTION_COLUMNS = (
     "district_id",
     "name",
@@ -166,15 +180,20 @@ def read_predictions(run_path: Path) -> gpd.GeoDataFrame:
     return predictions
 
 
-@st.cache_data(show_spinner="Loading predictions...", max_entries=8)
+@st.cache_resource(show_spinner="Loading predictions...", max_entries=8)
 def _read_predictions_cached(path: str, mtime_ns: int) -> gpd.GeoDataFrame:
-    """Cached `read_predictions`; ``mtime_ns`` is only part of the cache key."""
+    """Cached `read_predictions`; ``mtime_ns`` is only part of the cache key.
+
+    ``cache_resource``, not ``cache_data``: every rerun would otherwise unpickle a
+    fresh copy (0.4 s for 1,000 districts x 24 windows x 4 domains). The frame is
+    shared, so callers must treat it as read-only (filters and ``.copy()`` only).
+    """
     del mtime_ns
     return read_predictions(Path(path))
 
 
 def load_predictions(run_path: Path) -> gpd.GeoDataFrame:
-    """A run's predictions, cached per file path and modification time.
+    """A run's predictions, cached per file path and modification time; read-only.
 
     Raises:
         RunFolderError: See `read_predictions`.
@@ -184,3 +203,264 @@ def load_predictions(run_path: Path) -> gpd.GeoDataFrame:
     if not file.is_file():
         raise RunFolderError(f"{file}: missing")
     return _read_predictions_cached(str(path), file.stat().st_mtime_ns)
+
+
+def _mtime_ns(path: Path) -> int:
+    """Modification time of ``path`` for cache keys; -1 when it does not exist."""
+    return path.stat().st_mtime_ns if path.exists() else -1
+
+
+@st.cache_data(max_entries=32)
+def _load_manifest_cached(path: str, mtime_ns: int) -> dict[str, Any]:
+    """Cached `load_manifest`; ``mtime_ns`` is only part of the cache key."""
+    del mtime_ns
+    return load_manifest(Path(path))
+
+
+def load_run_manifest(run_path: Path) -> dict[str, Any]:
+    """A run's manifest, cached per file modification time (see `load_manifest`)."""
+    path = Path(run_path).resolve()
+    return _load_manifest_cached(str(path), _mtime_ns(path / MANIFEST_FILE))
+
+
+def read_site_plan(run_path: Path) -> list[dict[str, Any]]:
+    """The run's ``sites.json``: ``[{"site_id": ..., "districts": [...]}, ...]``; [] if absent."""
+    path = Path(run_path) / SITES_FILE
+    if not path.is_file():
+        return []
+    try:
+        sites = json.loads(path.read_text(encoding="utf-8")).get("sites", [])
+    except (json.JSONDecodeError, AttributeError):
+        raise RunFolderError(f"{path}: not a site plan (want {{'sites': [...]}})") from None
+    return [site for site in sites if isinstance(site, dict) and "site_id" in site]
+
+
+def read_metrics_records(run_path: Path) -> list[dict[str, Any]]:
+    """Every JSON object of the run's ``metrics.jsonl``; unreadable lines are skipped.
+
+    A federation that is still running may have a half-written last line; it must
+    not hide the rounds before it.
+    """
+    path = Path(run_path) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+@dataclass
+class FederationLog:
+    """What a run's ``metrics.jsonl`` says about its federation, one row per thing.
+
+    Attributes:
+        rounds: One row per round: ``round``, ``train_loss``, ``n_sites``,
+            ``n_failures``, ``sites`` (list of site ids), ``failures`` (list of
+            ``{"site", "error"}``) and one ``central_<metric>`` column per metric
+            the server scored on the hold-out (round 0 is the initial model).
+        sites: One row per site and round: ``round``, ``site``, ``num_examples``,
+            ``loss``, ``auprc`` (macro) and ``error`` (None when it answered).
+        missing: What the log does not hold, in words, for the page to say.
+    """
+
+    rounds: pd.DataFrame
+    sites: pd.DataFrame
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def central_metrics(self) -> list[str]:
+        """Names of the server-side metrics present (``auprc-macro``, ``loss``...)."""
+        return [c.removeprefix("central_") for c in self.rounds.columns if c.startswith("central_")]
+
+
+_SKIPPED_KEYS = {"time", "round", "phase", "scope", "kind", "num-examples", "node-id"}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for anything else (null, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _site_id(record: dict[str, Any], site_ids: list[str]) -> str:
+    """The site a record is about: ``site``, else the plan's id at ``site-index``, else node."""
+    if record.get("site") is not None:
+        return str(record["site"])
+    index = record.get("site-index")
+    if isinstance(index, int | float) and 0 <= int(index) < len(site_ids):
+        return site_ids[int(index)]
+    if index is not None:
+        return f"site-{int(index):03d}"
+    return f"node-{record.get('node-id', '?')}"
+
+
+def parse_federation_log(
+    records: Iterable[dict[str, Any]], site_ids: list[str] | None = None
+) -> FederationLog:
+    """Turn ``metrics.jsonl`` records into per-round and per-site tables.
+
+    Understands two layouts, so the page keeps working while the server changes:
+
+    - ``{"kind": "round", "round", "central": {...}, "train_loss", "sites",
+      "failures": [{"site", "error"}]}`` and ``{"kind": "site", "round", "site",
+      "num_examples", "loss", "auprc"}``;
+    - today's ``{"phase": "central-evaluate", "scope": "server", <metric>: ...}``,
+      ``{"phase": "train" | "evaluate", "scope": "site", "site-index", ...}`` (an
+      ``error`` key marks a failed site) and ``{"phase": "train", "scope":
+      "federation", "train-loss"}``.
+
+    Args:
+        records: Parsed lines of ``metrics.jsonl``, in file order.
+        site_ids: The site plan's ids in partition order, to name ``site-index``.
+    """
+    site_ids = site_ids or []
+    rounds: dict[int, dict[str, Any]] = {}
+    sites: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def round_row(number: int) -> dict[str, Any]:
+        return rounds.setdefault(number, {"round": number, "sites": [], "failures": []})
+
+    def site_row(number: int, site: str) -> dict[str, Any]:
+        return sites.setdefault((number, site), {"round": number, "site": site, "error": None})
+
+    for record in records:
+        if _number(record.get("round")) is None:
+            continue
+        number = int(record["round"])
+        kind = record.get("kind")
+        phase, scope = record.get("phase"), record.get("scope")
+        if kind == "round":
+            row = round_row(number)
+            central = record.get("central") if isinstance(record.get("central"), dict) else {}
+            for key, value in central.items():
+                row[f"central_{key}"] = _number(value)
+            row["train_loss"] = _number(record.get("train_loss"))
+            row["sites"] = [str(site) for site in record.get("sites") or []]
+            row["failures"] = [f for f in record.get("failures") or [] if isinstance(f, dict)]
+        elif kind == "site" or scope == "site":
+            site = _site_id(record, site_ids)
+            row = site_row(number, site)
+            examples = _number(record.get("num_examples", record.get("num-examples")))
+            if examples is not None and (phase == "train" or "num_examples" not in row):
+                row["num_examples"] = examples  # training samples win over evaluation ones
+            loss = _number(record.get("loss", record.get("train-loss")))
+            if loss is not None and (phase != "train" or "loss" not in row):
+                row["loss"] = loss
+            auprc = _number(record.get("auprc", record.get("auprc-macro")))
+            if auprc is not None:
+                row["auprc"] = auprc
+            if record.get("error"):
+                row["error"] = str(record["error"])
+        elif phase == "central-evaluate":
+            row = round_row(number)
+            for key, value in record.items():
+                if key not in _SKIPPED_KEYS and _number(value) is not None:
+                    row[f"central_{key}"] = _number(value)
+        elif phase == "train" and scope == "federation":
+            round_row(number)["train_loss"] = _number(record.get("train-loss"))
+
+    site_table = pd.DataFrame(
+        list(sites.values()), columns=["round", "site", "num_examples", "loss", "auprc", "error"]
+    )
+    for (number, site), row in sites.items():
+        if number == 0:
+            continue
+        summary = round_row(number)
+        if row["error"] is None and site not in summary["sites"]:
+            summary["sites"].append(site)
+        if row["error"] is not None and all(f.get("site") != site for f in summary["failures"]):
+            summary["failures"].append({"site": site, "error": row["error"]})
+    round_table = pd.DataFrame(sorted(rounds.values(), key=lambda row: row["round"]))
+    if round_table.empty:
+        round_table = pd.DataFrame(columns=["round", "sites", "failures", "train_loss"])
+    if "train_loss" not in round_table:
+        round_table["train_loss"] = None
+    round_table["n_sites"] = [len(s) for s in round_table["sites"]]
+    round_table["n_failures"] = [len(f) for f in round_table["failures"]]
+    return FederationLog(round_table, site_table, _missing_parts(round_table, site_table))
+
+
+def _missing_parts(rounds: pd.DataFrame, sites: pd.DataFrame) -> list[str]:
+    """Plain-language notes on what a federation log lacks."""
+    missing = []
+    if rounds.empty:
+        missing.append("no round records (metrics.jsonl is missing or empty)")
+    elif not any(column.startswith("central_") for column in rounds.columns):
+        missing.append("no server-side evaluation per round")
+    if rounds.empty or rounds["train_loss"].isna().all():
+        missing.append("no federated training loss")
+    if sites.empty:
+        missing.append("no per-site records")
+    else:
+        for column, words in (("num_examples", "sample counts"), ("auprc", "AUPRC")):
+            if sites[column].isna().all():
+                missing.append(f"no {words} per site")
+    return missing
+
+
+@st.cache_data(max_entries=16)
+def _load_federation_log_cached(path: str, mtime_ns: int, sites_mtime_ns: int) -> FederationLog:
+    """Cached `parse_federation_log` of a run; the mtimes are only cache keys."""
+    del mtime_ns, sites_mtime_ns
+    run_path = Path(path)
+    site_ids = [str(site["site_id"]) for site in read_site_plan(run_path)]
+    return parse_federation_log(read_metrics_records(run_path), site_ids)
+
+
+def load_federation_log(run_path: Path) -> FederationLog:
+    """The run's federation log, cached per ``metrics.jsonl`` / ``sites.json`` version."""
+    path = Path(run_path).resolve()
+    return _load_federation_log_cached(
+        str(path), _mtime_ns(path / METRICS_FILE), _mtime_ns(path / SITES_FILE)
+    )
+
+
+@st.cache_data(max_entries=16)
+def load_site_plan(run_path: Path) -> list[dict[str, Any]]:
+    """Cached `read_site_plan` (a site plan never changes once written)."""
+    return read_site_plan(run_path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the city's observations...")
+def _load_city_cached(path: str, mtime_ns: int):
+    """Cached ``City.load``; shared read-only between sessions."""
+    del mtime_ns
+    from datasets import City
+
+    return City.load(path)
+
+
+def load_run_city(run_path: Path):
+    """The City bundle kept in the run's ``city/`` folder, or None when the run has none.
+
+    Raises:
+        RunFolderError: The folder exists but is not a readable City.
+    """
+    folder = (Path(run_path) / CITY_FOLDER).resolve()
+    if not folder.is_dir():
+        return None
+    from datasets.errors import CityDataError
+
+    try:
+        return _load_city_cached(str(folder), _mtime_ns(folder / "city.json"))
+    except (CityDataError, OSError, ValueError) as error:
+        raise RunFolderError(f"{folder}: not a readable City ({error})") from None
+
+
+@st.cache_data(max_entries=16)
+def _load_trends_cached(path: str, mtime_ns: int, domain: str) -> pd.DataFrame:
+    """Cached `app.hotspots.district_trends` of a run; ``mtime_ns`` is only a cache key."""
+    return district_trends(_read_predictions_cached(path, mtime_ns), domain)
+
+
+def load_district_trends(run_path: Path, domain: str) -> pd.DataFrame:
+    """Every district's hotspot-trend label for one domain, cached with the predictions."""
+    path = Path(run_path).resolve()
+    return _load_trends_cached(str(path), _mtime_ns(path / PREDICTIONS_FILE), domain)

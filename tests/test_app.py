@@ -10,100 +10,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pytest
-from shapely.geometry import box
 from streamlit.testing.v1 import AppTest
 
 from app.components.risk_map import (
     build_risk_deck,
     domains_present,
+    filter_districts,
     legend_rows,
     risk_layer_frame,
     top_districts,
     window_starts,
+    window_totals,
 )
 from app.loading import list_runs, load_manifest, load_predictions, read_predictions, runs_dir
+from app.view_state import ViewState, query_from_view, view_from_query, window_key
 from domains import get_domain
+from tests.app_fake_run import DISTRICTS, PROBABILITIES, WINDOWS, write_fake_run
 
 APP_FILE = str(Path(__file__).parents[1] / "streamlit_app.py")
-DISTRICTS = [("d0", "Akiba"), ("d1", "Bunkyo"), ("d2", "Chiyoda"), ("d3", "Daikanyama")]
-WINDOWS = pd.date_range("2024-06-01 00:00", periods=3, freq="6h", tz="UTC")
-# Probabilities per domain: rows are windows, columns districts. The riskiest
-# district differs between domains and between windows.
-PROBABILITIES = {
-    "traffic": np.array(
-        [[0.02, 0.10, 0.20, 0.40], [0.40, 0.02, 0.10, 0.20], [0.20, 0.40, 0.02, 0.10]]
-    ),
-    "safety": np.array(
-        [[0.35, 0.01, 0.07, 0.16], [0.01, 0.07, 0.35, 0.16], [0.07, 0.16, 0.01, 0.35]]
-    ),
-}
-SQUARE = 0.01
-
-
-def district_polygons() -> list:
-    """Four 0.01-degree squares in a 2x2 grid around lon 139.7, lat 35.68."""
-    return [
-        box(
-            139.69 + SQUARE * (i % 2),
-            35.67 + SQUARE * (i // 2),
-            139.69 + SQUARE * (i % 2 + 1),
-            35.67 + SQUARE * (i // 2 + 1),
-        )
-        for i in range(len(DISTRICTS))
-    ]
-
-
-def write_fake_run(runs: Path, run_id: str, created: str, kind: str = "demo") -> Path:
-    """Write one run folder with the contract's files; return its path."""
-    rows = []
-    for domain, table in PROBABILITIES.items():
-        spec = get_domain(domain)
-        for w, window_start in enumerate(WINDOWS):
-            levels = spec.level_names(table[w])
-            for d, ((district_id, name), polygon) in enumerate(
-                zip(DISTRICTS, district_polygons(), strict=True)
-            ):
-                rows.append(
-                    {
-                        "district_id": district_id,
-                        "name": name,
-                        "window_start": window_start,
-                        "domain": domain,
-                        "probability": float(table[w, d]),
-                        "expected_count": float(table[w, d]) * 2.0,
-                        "level": levels[d],
-                        "geometry": polygon,
-                    }
-                )
-    run_path = runs / run_id
-    run_path.mkdir(parents=True)
-    gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326").to_parquet(
-        run_path / "predictions.parquet"
-    )
-    manifest = {
-        "run_id": run_id,
-        "kind": kind,
-        "created": created,
-        "city": {"name": "Testopolis", "n_districts": len(DISTRICTS)},
-        "config": {"seed": 0},
-        "data_fingerprint": "abc",
-        "code_version": "test",
-        "domains": list(PROBABILITIES),
-    }
-    (run_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    (run_path / "metrics.jsonl").write_text('{"round": 1, "phase": "train"}\n', encoding="utf-8")
-    return run_path
 
 
 @pytest.fixture
 def fake_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A runs folder with a new and an old run plus a half-written one; sets KIZASHI_RUNS."""
     runs = tmp_path / "runs"
-    write_fake_run(runs, "run-old", "2024-05-01T00:00:00+00:00", kind="train")
+    write_fake_run(runs, "run-old", "2024-05-01T00:00:00+00:00", kind="train", with_city=False)
     write_fake_run(runs, "run-new", "2024-06-02T09:30:00Z")
     (runs / "run-broken").mkdir()
     (runs / "run-broken" / "manifest.json").write_text("{}", encoding="utf-8")
@@ -238,7 +171,7 @@ def test_domain_and_window_change_the_page(fake_runs: Path) -> None:
     assert titles == {get_domain("safety").title}
     assert table_districts(at)[0] == "Akiba"
 
-    at.select_slider[0].set_value(WINDOWS[1]).run(timeout=30)
+    at.select_slider[0].set_value(window_key(WINDOWS[1])).run(timeout=30)
     assert not at.exception
     assert deck_json(at) != after_domain
     assert table_districts(at)[0] == "Chiyoda"
@@ -260,3 +193,110 @@ def test_empty_runs_folder_shows_info(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(at.info) == 1
     assert "make run" in at.info[0].value and "kizashi demo" in at.info[0].value
     assert not at.get("deck_gl_json_chart")
+
+
+def test_view_state_round_trips_through_the_query() -> None:
+    """A view written to the URL reads back the same; defaults stay out of the link."""
+    view = ViewState(run="r1", domain="safety", window="2024-06-01T06:00Z", level="high", q="ak")
+    params = query_from_view(view)
+    assert params == {
+        "run": "r1",
+        "domain": "safety",
+        "window": "2024-06-01T06:00Z",
+        "level": "high",
+        "q": "ak",
+    }
+    assert view_from_query(params) == view
+    assert query_from_view(ViewState()) == {}
+    assert view_from_query({"domain": ["traffic", "crowd"], "zoom": "3"}).domain == "crowd"
+    assert window_key(WINDOWS[1]) == "2024-06-01T06:00Z"
+
+
+def test_filters_keep_level_and_search_matches(fake_runs: Path) -> None:
+    """The level filter keeps districts at or above it; the search matches name or id."""
+    frame = risk_layer_frame(read_predictions(fake_runs / "run-new"), "traffic", WINDOWS[0])
+    names = frame["name"]
+    assert names[filter_districts(frame, "all", "")].tolist() == [n for _, n in DISTRICTS]
+    assert names[filter_districts(frame, "high", "")].tolist() == ["Chiyoda", "Daikanyama"]
+    assert names[filter_districts(frame, "very_high", "")].tolist() == ["Daikanyama"]
+    assert names[filter_districts(frame, "all", "KYO")].tolist() == ["Bunkyo"]
+    assert names[filter_districts(frame, "all", "d2")].tolist() == ["Chiyoda"]
+    assert not filter_districts(frame, "very_high", "bunkyo").any()
+
+
+def test_top_districts_change_and_totals(fake_runs: Path) -> None:
+    """Top districts carry their change against the previous window; totals their deltas."""
+    predictions = read_predictions(fake_runs / "run-new")
+    first = risk_layer_frame(predictions, "traffic", WINDOWS[0])
+    second = risk_layer_frame(predictions, "traffic", WINDOWS[1])
+    top = top_districts(second, n=2, previous=first)
+    assert top["District"].tolist() == ["Akiba", "Daikanyama"]
+    assert top["Change (pp)"].tolist() == [38.0, -20.0]
+    assert top_districts(first, n=1)["Change (pp)"].isna().all()
+    totals = {row["label"]: row for row in window_totals(second, first)}
+    assert totals["Districts at high or above"]["value"] == "2 of 4"
+    assert totals["Districts at high or above"]["delta"] == "+0"
+    assert totals["Mean probability"]["value"] == "18.0%"
+    assert totals["Mean probability"]["delta"] == "+0%"
+    assert window_totals(second, None)[1]["delta"] is None
+
+
+def test_filters_drive_every_panel(fake_runs: Path) -> None:
+    """Level and search filters change the totals, grey the map and shorten the table."""
+    at = AppTest.from_file(APP_FILE).run(timeout=30)
+    at.selectbox(key="widget.level").set_value("high").run(timeout=30)
+    assert not at.exception
+    assert table_districts(at) == ["Daikanyama", "Chiyoda"]
+    assert at.metric[0].value == "2 of 2"
+    features = deck_json(at)["layers"][0]["data"]["features"]
+    greyed = [f["properties"]["name"] for f in features if f["properties"]["fill_color"][0] == 220]
+    assert greyed == ["Akiba", "Bunkyo"]
+    at.text_input(key="widget.q").set_value("chiyo").run(timeout=30)
+    assert not at.exception
+    assert table_districts(at) == ["Chiyoda"]
+    assert at.metric[0].value == "1 of 1"
+    assert at.query_params["level"] == "high" and at.query_params["q"] == "chiyo"
+
+
+def test_url_reproduces_the_view(fake_runs: Path) -> None:
+    """Opening a link with query parameters shows that run, domain, window and filter."""
+    at = AppTest.from_file(APP_FILE)
+    at.query_params.update(
+        {"run": "run-old", "domain": "safety", "window": window_key(WINDOWS[1]), "level": "high"}
+    )
+    at.run(timeout=30)
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == "run-old"
+    assert at.selectbox(key="widget.domain").value == "safety"
+    assert at.select_slider[0].value == window_key(WINDOWS[1])
+    assert table_districts(at) == ["Chiyoda", "Daikanyama"]
+    assert at.query_params["domain"] == "safety"
+
+
+def test_playback_moves_to_the_next_window(fake_runs: Path) -> None:
+    """With playback on, each run shows the next window, and wraps around at the end."""
+    at = AppTest.from_file(APP_FILE).run(timeout=30)
+    assert at.select_slider[0].value == window_key(WINDOWS[0])
+    at.toggle(key="playing").set_value(True).run(timeout=30)
+    assert not at.exception
+    assert at.select_slider[0].value == window_key(WINDOWS[1])
+    assert table_districts(at)[0] == "Akiba"
+    at.run(timeout=30)
+    at.run(timeout=30)
+    assert at.select_slider[0].value == window_key(WINDOWS[0])
+
+
+def test_choices_follow_the_user_across_pages(fake_runs: Path) -> None:
+    """A run and domain picked on the map are still picked on every other page."""
+    at = AppTest.from_file(APP_FILE).run(timeout=30)
+    at.sidebar.selectbox[0].set_value("run-old").run(timeout=30)
+    at.selectbox(key="widget.domain").set_value("safety").run(timeout=30)
+    for page in ("app/pages/district.py", "app/pages/federation.py", "app/pages/runs.py"):
+        at.switch_page(page).run(timeout=30)
+        assert not at.exception, page
+        assert at.sidebar.selectbox[0].value == "run-old", page
+        assert at.query_params["run"] == "run-old", page
+    assert at.selectbox(key="widget.domain").value == "safety"
+    at.switch_page("app/pages/risk_map.py").run(timeout=30)
+    assert at.selectbox(key="widget.domain").value == "safety"
+    assert table_districts(at)[0] == "Akiba"

@@ -21,6 +21,7 @@ import pydeck as pdk
 from domains import DOMAINS, DomainSpec, get_domain
 
 FILL_ALPHA = 200
+FILTERED_OUT_COLOR = [220, 220, 220, 120]
 OUTLINE_COLOR = [60, 60, 60, 255]
 LABEL_COLOR = [20, 20, 20, 255]
 TOOLTIP_HTML = (
@@ -107,22 +108,118 @@ def risk_layer_frame(
     return frame
 
 
-def top_districts(frame: pd.DataFrame, n: int = 5) -> pd.DataFrame:
-    """The ``n`` districts with the highest probability in a `risk_layer_frame`.
+def filter_districts(frame: pd.DataFrame, min_level: str, search: str) -> pd.Series:
+    """Which rows of a `risk_layer_frame` the level and search filters keep.
+
+    Args:
+        frame: Output of `risk_layer_frame` for one domain and window.
+        min_level: Lowest level kept (a level name of the frame's domain), or
+            ``"all"``.
+        search: Case-insensitive text that the district name or id must contain;
+            empty keeps every district.
 
     Returns:
-        A display table with ``District``, ``Probability``, ``Expected events`` and
-        ``Level`` columns, highest risk first (ties broken by district id).
+        A boolean mask aligned with ``frame``.
     """
-    top = frame.sort_values(["probability", "district_id"], ascending=[False, True]).head(n)
+    keep = pd.Series(True, index=frame.index)
+    if min_level != "all" and not frame.empty:
+        spec = get_domain(str(frame["domain"].iloc[0]))
+        rank = {level.name: position for position, level in enumerate(spec.levels)}
+        keep &= frame["level"].map(rank) >= rank[min_level]
+    if search:
+        text = search.casefold()
+        names = frame["name"].astype(str).str.casefold().str.contains(text, regex=False)
+        ids = frame["district_id"].astype(str).str.casefold().str.contains(text, regex=False)
+        keep &= names | ids
+    return keep
+
+
+def change_against(frame: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Series:
+    """Probability change per district against the previous window, in percentage points.
+
+    NaN where there is no previous window or the district was not in it.
+    """
+    if previous is None or previous.empty:
+        return pd.Series(float("nan"), index=frame.index)
+    before = previous.set_index("district_id")["probability"]
+    return (frame["probability"] - frame["district_id"].map(before)) * 100.0
+
+
+def top_districts(
+    frame: pd.DataFrame, n: int = 5, previous: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The ``n`` districts with the highest probability in a `risk_layer_frame`.
+
+    Args:
+        frame: The (filtered) rows of one domain and window.
+        n: How many rows.
+        previous: The same domain's rows of the previous window, for ``Change``.
+
+    Returns:
+        A display table with ``District``, ``Probability``, ``Change (pp)`` (against
+        the previous window; empty for the first), ``Expected events`` and ``Level``
+        columns, highest risk first (ties broken by district id).
+    """
+    ranked = frame.assign(change=change_against(frame, previous))
+    top = ranked.sort_values(["probability", "district_id"], ascending=[False, True]).head(n)
     return pd.DataFrame(
         {
             "District": top["name"].to_numpy(),
             "Probability": top["probability_text"].to_numpy(),
+            "Change (pp)": top["change"].round(1).to_numpy(),
             "Expected events": top["expected_count"].round(2).to_numpy(),
             "Level": top["level_label"].to_numpy(),
         }
     )
+
+
+def at_or_above(frame: pd.DataFrame, level_name: str) -> int:
+    """How many rows of one domain's frame reach the level ``level_name``."""
+    if frame.empty:
+        return 0
+    spec = get_domain(str(frame["domain"].iloc[0]))
+    rank = {level.name: position for position, level in enumerate(spec.levels)}
+    return int((frame["level"].map(rank) >= rank[level_name]).sum())
+
+
+def percent_change(now: float, before: float | None) -> str | None:
+    """``+12%`` / ``-3%`` / ``0%`` from ``before`` to ``now``; None when there is no base."""
+    if before is None or before == 0 or math.isnan(before):
+        return None
+    return f"{100.0 * (now - before) / before:+.0f}%"
+
+
+def window_totals(frame: pd.DataFrame, previous: pd.DataFrame | None) -> list[dict]:
+    """Headline numbers of the shown districts, each with its change (Vision Zero style).
+
+    Returns:
+        Rows with ``label``, ``value`` (text) and ``delta`` (text or None): districts
+        at high or above, expected events, mean probability.
+    """
+    before = previous if previous is not None and not previous.empty else None
+    high_now = at_or_above(frame, "high")
+    high_before = at_or_above(before, "high") if before is not None else None
+    events_now = float(frame["expected_count"].sum())
+    events_before = float(before["expected_count"].sum()) if before is not None else None
+    mean_now = float(frame["probability"].mean()) if len(frame) else 0.0
+    mean_before = float(before["probability"].mean()) if before is not None else None
+    return [
+        {
+            "label": "Districts at high or above",
+            "value": f"{high_now} of {len(frame)}",
+            "delta": None if high_before is None else f"{high_now - high_before:+d}",
+        },
+        {
+            "label": "Expected events",
+            "value": f"{events_now:.1f}",
+            "delta": percent_change(events_now, events_before),
+        },
+        {
+            "label": "Mean probability",
+            "value": format_probability(mean_now),
+            "delta": percent_change(mean_now, mean_before),
+        },
+    ]
 
 
 def legend_rows(domain: DomainSpec | str) -> list[dict[str, str]]:
@@ -166,7 +263,11 @@ def view_state_for(
 
 
 def build_risk_deck(
-    frame: gpd.GeoDataFrame, *, show_labels: bool = False, height_px: int = 560
+    frame: gpd.GeoDataFrame,
+    *,
+    show_labels: bool = False,
+    height_px: int = 560,
+    shown: pd.Series | None = None,
 ) -> pdk.Deck:
     """A choropleth of one domain and window, with outlines and a tooltip.
 
@@ -174,13 +275,21 @@ def build_risk_deck(
         frame: Output of `risk_layer_frame` (must not be empty).
         show_labels: Also write each district's name at its centre.
         height_px: Intended chart height, used to fit the zoom.
+        shown: Mask of the districts the filters keep (`filter_districts`); the
+            others are drawn light grey, so the city keeps its shape.
 
     Returns:
         A `pydeck.Deck` with a pickable ``GeoJsonLayer`` (id ``risk-districts``),
         no basemap (``map_provider=None``, ``map_style=None``) and a tooltip with
         district name, domain title, probability in percent and level label.
     """
-    features = json.loads(frame[_LAYER_COLUMNS].to_json(drop_id=True))
+    drawn = frame[_LAYER_COLUMNS].copy()
+    if shown is not None:
+        drawn["fill_color"] = [
+            color if keep else FILTERED_OUT_COLOR
+            for color, keep in zip(drawn["fill_color"], shown, strict=True)
+        ]
+    features = json.loads(drawn.to_json(drop_id=True))
     layers = [
         pdk.Layer(
             "GeoJsonLayer",

@@ -1,29 +1,39 @@
-"""Risk map page: one domain's predicted risk per district for one time window.
+"""Risk map page: one domain's predicted risk per district, window by window.
 
-The page stays thin: runs come from `app.loading`, frames and the deck from
-`app.components.risk_map`; here we only lay out widgets and hand values along.
+The sidebar's run, domain, level and search selectors drive every panel (totals,
+map, legend, top districts); the time slider can play through the windows. The
+view lives in the URL, so a copied link opens the same map. The page stays thin:
+runs come from `app.loading`, frames and the deck from `app.components.risk_map`.
 """
+
+from urllib.parse import urlencode
 
 import streamlit as st
 
+from app import controls
 from app.components.risk_map import (
     build_risk_deck,
     domains_present,
+    filter_districts,
     format_window,
     legend_rows,
     risk_layer_frame,
     top_districts,
     window_starts,
+    window_totals,
 )
 from app.loading import RunFolderError, list_runs, load_predictions, runs_dir
-from domains import get_domain
+from app.view_state import window_key
 
 NO_RUNS_MESSAGE = (
     "No usable run found in `{folder}`. Make one with `make run` or `kizashi demo`, "
     "or point the `KIZASHI_RUNS` environment variable at a folder of runs."
 )
 MAP_HEIGHT_PX = 560
+TOP_N = 5
+PLAY_SECONDS = 1.5
 
+controls.adopt_url()
 st.title("Risk map")
 
 folder = runs_dir()
@@ -32,14 +42,7 @@ if not runs:
     st.info(NO_RUNS_MESSAGE.format(folder=folder), icon=":material/info:")
     st.stop()
 
-runs_by_id = {run.run_id: run for run in runs}
-run_id = st.sidebar.selectbox(
-    "Run",
-    list(runs_by_id),
-    format_func=lambda rid: f"{rid} ({runs_by_id[rid].created:%Y-%m-%d %H:%M} UTC)",
-    help="Newest run first.",
-)
-run = runs_by_id[run_id]
+run = controls.pick_run(runs)
 city = f" · city **{run.city_name}**" if run.city_name else ""
 st.caption(
     f"Run **{run.run_id}** · kind **{run.kind or 'unknown'}** · "
@@ -58,41 +61,80 @@ if not domains or not windows:
     st.warning("This run has no predictions for any known domain.")
     st.stop()
 
-domain_column, window_column = st.columns([1, 2])
-domain = domain_column.selectbox("Domain", domains, format_func=lambda name: get_domain(name).title)
-if len(windows) > 1:
-    window_start = window_column.select_slider(
-        "Window start", options=windows, value=windows[0], format_func=format_window
-    )
-else:
-    window_start = windows[0]
-    window_column.markdown(f"Window start: **{format_window(window_start)}**")
+spec = controls.pick_domain(domains)
+min_level = controls.pick_level(spec)
+search = controls.search_box()
+playing = len(windows) > 1 and st.sidebar.toggle(
+    "Play through the windows", key="playing", help=f"Moves on every {PLAY_SECONDS:g} s."
+)
+show_labels = st.sidebar.checkbox("Show district names on the map", value=False)
 
-spec = get_domain(domain)
-frame = risk_layer_frame(predictions, domain, window_start)
-if frame.empty:
-    st.warning(f"No {spec.title.lower()} predictions for {format_window(window_start)}.")
-    st.stop()
 
-map_column, side_column = st.columns([3, 1])
-with map_column:
-    show_labels = st.checkbox("Show district names on the map", value=False)
-    st.pydeck_chart(
-        build_risk_deck(frame, show_labels=show_labels, height_px=MAP_HEIGHT_PX),
-        height=MAP_HEIGHT_PX,
-    )
-    st.caption(f"{spec.description} Hover a district for its probability and level.")
+@st.fragment(run_every=PLAY_SECONDS if playing else None)
+def risk_panels() -> None:
+    """Totals, map, legend and top districts of the chosen window (replays alone)."""
+    if playing:
+        keys = [window_key(window) for window in windows]
+        now = controls.current("window")
+        position = keys.index(now) if now in keys else -1
+        controls.set_current("window", keys[(position + 1) % len(keys)])
+    window_start = controls.pick_window(windows, "Window start", format_window)
+    position = windows.index(window_start)
+    frame = risk_layer_frame(predictions, spec.name, window_start)
+    if frame.empty:
+        st.warning(f"No {spec.title.lower()} predictions for {format_window(window_start)}.")
+        return
+    shown = filter_districts(frame, min_level, search)
+    previous = None
+    if position > 0:
+        earlier = risk_layer_frame(predictions, spec.name, windows[position - 1])
+        previous = earlier[filter_districts(earlier, min_level, search)]
 
-with side_column:
-    st.subheader("Levels")
-    for row in legend_rows(spec):
-        st.markdown(
-            f'<span style="display:inline-block;width:0.9em;height:0.9em;'
-            f'background:{row["color"]};border:1px solid #444;margin-right:0.4em"></span>'
-            f"**{row['label']}** ({row['range']})<br/>"
-            f"<small>{row['wording']}</small>",
-            unsafe_allow_html=True,
+    for column, total in zip(st.columns(3), window_totals(frame[shown], previous), strict=True):
+        column.metric(total["label"], total["value"], total["delta"], delta_color="inverse")
+
+    map_column, side_column = st.columns([3, 1])
+    with map_column:
+        st.pydeck_chart(
+            build_risk_deck(frame, show_labels=show_labels, height_px=MAP_HEIGHT_PX, shown=shown),
+            height=MAP_HEIGHT_PX,
         )
+        st.caption(
+            f"{spec.description} Hover a district for its probability and level; "
+            "grey districts are hidden by the filters."
+        )
+    with side_column:
+        st.subheader("Levels")
+        for row in legend_rows(spec):
+            st.markdown(
+                f'<span style="display:inline-block;width:0.9em;height:0.9em;'
+                f'background:{row["color"]};border:1px solid #444;margin-right:0.4em"></span>'
+                f"**{row['label']}** ({row['range']})<br/>"
+                f"<small>{row['wording']}</small>",
+                unsafe_allow_html=True,
+            )
 
-st.subheader(f"Top 5 districts · {format_window(window_start)}")
-st.dataframe(top_districts(frame, n=5), hide_index=True)
+    st.subheader(f"Top {TOP_N} districts · {format_window(window_start)}")
+    if not shown.any():
+        st.info("No district matches the filters.")
+    else:
+        top = top_districts(frame[shown], n=TOP_N, previous=previous)
+        ids = frame[shown].set_index("name")["district_id"]
+        base = {"run": run.run_id, "domain": spec.name, "window": window_key(window_start)}
+        top["Details"] = [
+            "district?" + urlencode({**base, "district": ids[name]}) for name in top["District"]
+        ]
+        st.dataframe(
+            top,
+            hide_index=True,
+            column_config={
+                "Change (pp)": st.column_config.NumberColumn(
+                    help="Against the previous window, in percentage points", format="%+.1f"
+                ),
+                "Details": st.column_config.LinkColumn(display_text="Why?"),
+            },
+        )
+    controls.sync_url(["run", "domain", "window", "level", "q"])
+
+
+risk_panels()
