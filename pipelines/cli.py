@@ -115,6 +115,62 @@ def evaluate_command(
 
 
 @app.command()
+def federate(
+    partitions: Annotated[
+        Path | None, typer.Argument(help="Federation folder ('kizashi city partitions').")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run from its last checkpoint.")
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    eval_city: Annotated[
+        Path | None, typer.Option("--eval-city", help="Pooled City folder for central evaluation.")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 3,
+    strategy: Annotated[
+        str, typer.Option(help="fedavg, fedprox, fedadam, fedyogi, scaffold, fedbn or fedper.")
+    ] = "fedavg",
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any run-config knob as key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Federate RiskNet over a partitions folder in Flower's simulation; a line per round."""
+    from fedcore.federation.rounds import RoundFailedError
+    from pipelines.federate import parse_overrides, resume_federation, start_federation
+
+    def say(line: str) -> None:
+        console.print(line, soft_wrap=True)
+
+    if resume is not None:
+        if partitions is not None:
+            raise typer.BadParameter("give either PARTITIONS or --resume RUN_DIR, not both")
+        run_dir = guarded(
+            lambda: resume_federation(resume, say, cores),
+            also=(ValueError, OSError, RoundFailedError),
+        )
+    else:
+        if partitions is None:
+            raise typer.BadParameter("PARTITIONS is required unless --resume RUN_DIR is given")
+        overrides = {
+            "partitions-dir": str(partitions),
+            "eval-city-dir": str(eval_city or ""),
+            "num-rounds": rounds,
+            "strategy": strategy,
+            "preset": preset,
+        }
+        run_dir = guarded(
+            lambda: start_federation(
+                {**overrides, **parse_overrides(settings or [])}, runs_dir, say, cores
+            ),
+            also=(ValueError, OSError, RoundFailedError),
+        )
+    console.print(f"[green]done[/green]: {run_dir}")
+
+
+@app.command()
 def serve(runs_dir: RunsDir = Path("runs"), port: int = 8501) -> None:
     """Serve the app over the runs folder on 127.0.0.1."""
     _serve(runs_dir, port)
