@@ -7,7 +7,7 @@ import pytest
 
 from fedcore.federation.checkpoints import latest_checkpoint
 from fedcore.federation.client_app import app as client_app
-from fedcore.federation.rounds import RoundFailedError
+from fedcore.federation.rounds import RoundFailedError, error_text
 from fedcore.federation.server_app import run_federation
 from fedcore.federation.settings import STRATEGIES
 from fedcore.model import load_model
@@ -88,3 +88,15 @@ def test_too_few_replies_stop_the_run_and_resume_retries(tiny_partitions, tiny_c
     assert [line["round"] for line in _lines(tmp_path, "round-failed")] == [2]
     run_federation(DirectGrid(client_app), settings.with_updates(resume=True))
     assert [line["round"] for line in _lines(tmp_path, "round")] == [1, 2]
+
+
+def test_error_text_finds_the_cause_in_flowers_wrapping():
+    ray_like = (
+        "<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'ray::ClientAppActor.run()\n"
+        "  File x, line 1\nException ClientAppException occurred. Message: "
+        "[site=site-004] ValueError: bad sensors\n\nThe above exception ...'>"
+    )
+    assert error_text(ray_like) == "ValueError: bad sensors"
+    untagged = "<class 'X'>:<'\nException ClientAppException occurred. Message: chaos: boom'>"
+    assert error_text(untagged) == "chaos: boom"
+    assert error_text("plain failure") == "plain failure"

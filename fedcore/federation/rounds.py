@@ -76,11 +76,23 @@ def site_record(server_round: int, site: str, node: int, metrics: MetricRecord) 
     return record
 
 
-def _error_text(reply: Message) -> str:
-    reason = str(reply.error.reason)
+def error_text(reason: str) -> str:
+    """The line of an error reply that says what went wrong.
+
+    Flower wraps a site's exception (in simulation, inside a Ray traceback); the
+    useful part is our ``[site=...]`` line, else the message Flower's
+    ``ClientAppException`` carries, else the last line.
+    """
     found = SITE_TAG.search(reason)
-    text = reason[found.end() :] if found else reason
-    return text.strip().rstrip("'>").strip()[:500]
+    if found:
+        text = reason[found.end() :]
+    elif "Message: " in reason:
+        text = reason[reason.rindex("Message: ") + len("Message: ") :]
+    else:
+        lines = [line for line in reason.splitlines() if line.strip()]
+        text = lines[-1] if lines else reason
+    text = text.strip().splitlines()[0] if text.strip() else reason
+    return text.strip().removesuffix("'>").strip()[:500]
 
 
 def run_round(
@@ -110,7 +122,9 @@ def run_round(
         site = sites.learn(reply)
         node = int(reply.metadata.src_node_id)
         if reply.has_error():
-            failures.append({"site": site, "node": node, "error": _error_text(reply)})
+            failures.append(
+                {"site": site, "node": node, "error": error_text(str(reply.error.reason))}
+            )
         else:
             site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
             took_part.append(site)
