@@ -18,6 +18,10 @@ from pipelines.guard import guarded
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
 console = Console(stderr=True)
 app.add_typer(city_app, name="city")
+benchmark_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: a table on stdout, JSON in the run."
+)
+app.add_typer(benchmark_app, name="benchmark")
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder of run folders.")]
 
 
@@ -168,6 +172,56 @@ def federate(
             also=(ValueError, OSError, RoundFailedError),
         )
     console.print(f"[green]done[/green]: {run_dir}")
+
+
+@benchmark_app.command("federation")
+def benchmark_federation(
+    runs_dir: RunsDir = Path("runs"),
+    city: CityDir = None,
+    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 400,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 60,
+    sites: Annotated[int, typer.Option(help="Edge sites.")] = 300,
+    alpha: Annotated[float, typer.Option(help="Dirichlet label skew (0: none).")] = 0.1,
+    quantity_skew: Annotated[float, typer.Option(help="Lognormal sigma of site sizes.")] = 1.0,
+    no_cameras: Annotated[float, typer.Option(help="Share of sites without cameras.")] = 0.3,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
+    local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "tiny",
+    ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
+        "scaffold,fedbn,fedadam"
+    ),
+    central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
+    cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
+) -> None:
+    """Centralised vs FedAvg vs FedProx vs ours vs local-only on one partition; overhead, memory."""
+    from pipelines.bench_federation import (
+        FederationBenchOptions,
+        print_benchmark,
+        run_federation_benchmark,
+    )
+    from pipelines.cities import CitySource
+
+    options = FederationBenchOptions(
+        city=CitySource(city, None, districts, days, seed),
+        n_sites=sites,
+        alpha=alpha or None,
+        quantity_skew=quantity_skew,
+        share_without_cameras=no_cameras,
+        rounds=rounds,
+        local_epochs=local_epochs,
+        preset=preset,
+        ours=tuple(name.strip() for name in ours.split(",") if name.strip()),
+        central_epochs=central_epochs,
+        seed=seed,
+        cores=cores,
+    )
+    run_dir, result = guarded(
+        lambda: run_federation_benchmark(options, runs_dir, lambda line: console.print(line)),
+        also=(ValueError, OSError),
+    )
+    print_benchmark(result)
+    console.print(f"[green]done[/green]: {run_dir}/benchmark.json")
 
 
 @app.command()

@@ -128,8 +128,8 @@ def test_fedbn_site_keeps_its_own_norm_layers(setup):
     context = node_context(7, 0)
     first = client_app(_message(fedbn, config, model), context)
     keys = norm_keys(model)
-    assert keys and set(context.state[LOCAL_LAYERS_KEY].keys()) == set(keys)
-    mine = context.state[LOCAL_LAYERS_KEY].to_torch_state_dict()
+    assert keys and set(context.state[f"{LOCAL_LAYERS_KEY}@{settings.run_dir}"].keys()) == set(keys)
+    mine = context.state[f"{LOCAL_LAYERS_KEY}@{settings.run_dir}"].to_torch_state_dict()
     other = build_model(config)  # a global model whose norm layers differ from the site's
     with torch.no_grad():
         for name, parameter in other.named_parameters():
@@ -167,7 +167,7 @@ def test_scaffold_site_returns_control_delta_and_keeps_its_control(setup):
     context = node_context(7, 0)
     reply = client_app(_message(scaffold, config, model, extra={CONTROL_KEY: control}), context)
     delta = reply.content[CONTROL_DELTA_KEY].to_torch_state_dict()
-    stored = context.state[SITE_CONTROL_KEY].to_torch_state_dict()
+    stored = context.state[f"{SITE_CONTROL_KEY}@{settings.run_dir}"].to_torch_state_dict()
     assert set(delta) == set(control.keys())
     for name in delta:  # first round: c_i was zero, so delta_c_i is the new c_i
         assert torch.allclose(delta[name], stored[name])

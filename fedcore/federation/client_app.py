@@ -84,7 +84,7 @@ def _open(msg: Message, context: Context):
         ModelConfig.from_json(str(config["model-config"])), msg.content["arrays"]
     )
     keys = local_keys(model, settings.local_layer_kinds)
-    apply_local_layers(model, context, keys)
+    apply_local_layers(model, context, keys, settings.run_dir)
     return settings, site_id, data, model, keys
 
 
@@ -121,7 +121,9 @@ def train(msg: Message, context: Context) -> Message:
     correction = None
     if CONTROL_KEY in msg.content:
         server = msg.content[CONTROL_KEY].to_torch_state_dict()
-        correction = ScaffoldCorrection(model, server, site_control(context, server))
+        correction = ScaffoldCorrection(
+            model, server, site_control(context, server, settings.run_dir)
+        )
     if len(indices):
         result = train_epochs(
             model,
@@ -135,15 +137,15 @@ def train(msg: Message, context: Context) -> Message:
             after_backward=correction,
         )
         metrics["train-loss"] = float(result["loss"])
-    store_local_layers(model, context, keys)
+    store_local_layers(model, context, keys, settings.run_dir)
     metrics["num-examples"] = int(len(indices))
     metrics["domain-labels"] = labelled_counts(data, indices)
     content = RecordDict({"arrays": arrays_of(model)})
     if correction is not None:
         new_control = correction.next_site_control()
-        old_control = site_control(context, new_control)
+        old_control = site_control(context, new_control, settings.run_dir)
         delta = {name: new_control[name] - old_control[name] for name in new_control}
-        store_site_control(context, new_control)
+        store_site_control(context, new_control, settings.run_dir)
         content[CONTROL_DELTA_KEY] = ArrayRecord(delta)
     metrics["compute-seconds"] = time.perf_counter() - started
     content["metrics"] = MetricRecord(metrics)

@@ -2,6 +2,8 @@
 
 Everything lives in the node's ``Context.state`` (a RecordDict), which Flower
 keeps per node across rounds, in simulation and on a running SuperNode alike.
+Keys carry the run folder (``scope``), so federations run one after another on
+the same nodes (a benchmark) do not share a site's state.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ LOCAL_LAYERS_KEY = "local-layers"
 SITE_CONTROL_KEY = "scaffold-site-control"
 
 
-def apply_local_layers(model: torch.nn.Module, context: Context, keys: list[str]) -> bool:
+def apply_local_layers(
+    model: torch.nn.Module, context: Context, keys: list[str], scope: str = ""
+) -> bool:
     """Put the site's own copies of ``keys`` into the model; False on the first round."""
-    if not keys or LOCAL_LAYERS_KEY not in context.state:
+    name = f"{LOCAL_LAYERS_KEY}@{scope}"
+    if not keys or name not in context.state:
         return False
-    stored = context.state[LOCAL_LAYERS_KEY].to_torch_state_dict()
+    stored = context.state[name].to_torch_state_dict()
     missing = set(keys) - set(stored)
     if missing:
         raise ValueError(f"the site's stored layers lack {sorted(missing)[:3]}")
@@ -25,20 +30,25 @@ def apply_local_layers(model: torch.nn.Module, context: Context, keys: list[str]
     return True
 
 
-def store_local_layers(model: torch.nn.Module, context: Context, keys: list[str]) -> None:
+def store_local_layers(
+    model: torch.nn.Module, context: Context, keys: list[str], scope: str = ""
+) -> None:
     """Keep the model's ``keys`` at the site for the next round."""
     if keys:
         state = model.state_dict()
-        context.state[LOCAL_LAYERS_KEY] = ArrayRecord({key: state[key] for key in keys})
+        context.state[f"{LOCAL_LAYERS_KEY}@{scope}"] = ArrayRecord({k: state[k] for k in keys})
 
 
-def site_control(context: Context, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def site_control(
+    context: Context, like: dict[str, torch.Tensor], scope: str = ""
+) -> dict[str, torch.Tensor]:
     """The site's SCAFFOLD control ``c_i`` (zeros before its first round)."""
-    if SITE_CONTROL_KEY in context.state:
-        return context.state[SITE_CONTROL_KEY].to_torch_state_dict()
+    name = f"{SITE_CONTROL_KEY}@{scope}"
+    if name in context.state:
+        return context.state[name].to_torch_state_dict()
     return {key: torch.zeros_like(value) for key, value in like.items()}
 
 
-def store_site_control(context: Context, control: dict[str, torch.Tensor]) -> None:
+def store_site_control(context: Context, control: dict[str, torch.Tensor], scope: str = "") -> None:
     """Keep ``c_i`` for the site's next round."""
-    context.state[SITE_CONTROL_KEY] = ArrayRecord(control)
+    context.state[f"{SITE_CONTROL_KEY}@{scope}"] = ArrayRecord(control)

@@ -116,7 +116,7 @@ def run_federation(
             keep=settings.keep_checkpoints,
         )
         if progress is not None:
-            progress(record)
+            progress({**record, "strategy": settings.strategy, "run_dir": settings.run_dir})
 
     final = run_rounds(
         grid,
@@ -132,13 +132,21 @@ def run_federation(
     return final
 
 
-def make_server_app(settings: FederationSettings, progress: Progress | None = None) -> ServerApp:
-    """A ServerApp that runs `run_federation` with the given settings."""
+def make_server_app(
+    settings: FederationSettings | list[FederationSettings], progress: Progress | None = None
+) -> ServerApp:
+    """A ServerApp that runs `run_federation` for each of ``settings``, one after another.
+
+    Several federations on the same nodes share one simulation (Ray starts once,
+    sites load their data once); each keeps its own run folder and site state.
+    """
+    runs = settings if isinstance(settings, list) else [settings]
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, settings, progress)
+        for each in runs:
+            run_federation(grid, each, progress)
 
     return server
 

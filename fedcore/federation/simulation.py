@@ -14,7 +14,7 @@ from fedcore.federation.settings import FederationSettings
 
 
 def simulate_federation(
-    settings: FederationSettings,
+    settings: FederationSettings | list[FederationSettings],
     n_sites: int,
     cores: int | None = None,
     progress: Progress | None = None,
@@ -23,7 +23,9 @@ def simulate_federation(
     """Run the federation over ``n_sites`` virtual sites (Ray backend, one CPU per site task).
 
     Site ``k`` is the node with ``partition-id`` ``k``; results land in
-    ``settings.run_dir``. ``client_app`` replaces the sites' app (tests inject faults).
+    ``settings.run_dir``. A list of settings runs those federations one after
+    another in the same simulation. ``client_app`` replaces the sites' app
+    (tests inject faults).
     """
     cores = cores or os.cpu_count() or 1
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
