@@ -40,6 +40,11 @@ CHANNEL_SCALING = {"temperature": (25.0, 5.0), "humidity": (60.0, 20.0), "noise_
 STATIC_EXCLUDE = {"district_id", "name", "geometry"}
 
 
+def neighbour_width(text_dim: int) -> int:
+    """Width of a neighbour context: mean report embedding, mean log report count, share held."""
+    return text_dim + 2
+
+
 def window_starts(city: City, stride_hours: int, lookback_hours: int, horizon_hours: int):
     """Window starts with a full look-back before and a full horizon after them."""
     first = city.start + pd.Timedelta(hours=lookback_hours)
@@ -255,8 +260,8 @@ class RiskSamples(Dataset):
 
     @property
     def neighbour_dim(self) -> int:
-        """Width of a sample's neighbour context: report embedding, count, share held."""
-        return self.text_dim + 2
+        """Width of a sample's neighbour context (see `neighbour_width`)."""
+        return neighbour_width(self.text_dim)
 
     def pooled_text(self, indices: np.ndarray | None = None) -> np.ndarray:
         """Mean embedding of each sample's indexed reports ``(n, text_dim)`` (zeros if none)."""

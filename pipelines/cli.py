@@ -18,6 +18,10 @@ from pipelines.guard import guarded
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
 console = Console(stderr=True)
 app.add_typer(city_app, name="city")
+benchmark_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: a table on stdout, JSON in the run."
+)
+app.add_typer(benchmark_app, name="benchmark")
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder of run folders.")]
 
 
@@ -112,6 +116,112 @@ def evaluate_command(
         )
     StdoutConsole(width=200).print(table)
     console.print(f"[green]done[/green]: {run_dir}/evaluation.json")
+
+
+@app.command()
+def federate(
+    partitions: Annotated[
+        Path | None, typer.Argument(help="Federation folder ('kizashi city partitions').")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run from its last checkpoint.")
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    eval_city: Annotated[
+        Path | None, typer.Option("--eval-city", help="Pooled City folder for central evaluation.")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 3,
+    strategy: Annotated[
+        str, typer.Option(help="fedavg, fedprox, fedadam, fedyogi, scaffold, fedbn or fedper.")
+    ] = "fedavg",
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any run-config knob as key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Federate RiskNet over a partitions folder in Flower's simulation; a line per round."""
+    from fedcore.federation.rounds import RoundFailedError
+    from pipelines.federate import parse_overrides, resume_federation, start_federation
+
+    def say(line: str) -> None:
+        console.print(line, soft_wrap=True)
+
+    if resume is not None:
+        if partitions is not None:
+            raise typer.BadParameter("give either PARTITIONS or --resume RUN_DIR, not both")
+        run_dir = guarded(
+            lambda: resume_federation(resume, say, cores),
+            also=(ValueError, OSError, RoundFailedError),
+        )
+    else:
+        if partitions is None:
+            raise typer.BadParameter("PARTITIONS is required unless --resume RUN_DIR is given")
+        overrides = {
+            "partitions-dir": str(partitions),
+            "eval-city-dir": str(eval_city or ""),
+            "num-rounds": rounds,
+            "strategy": strategy,
+            "preset": preset,
+        }
+        run_dir = guarded(
+            lambda: start_federation(
+                {**overrides, **parse_overrides(settings or [])}, runs_dir, say, cores
+            ),
+            also=(ValueError, OSError, RoundFailedError),
+        )
+    console.print(f"[green]done[/green]: {run_dir}")
+
+
+@benchmark_app.command("federation")
+def benchmark_federation(
+    runs_dir: RunsDir = Path("runs"),
+    city: CityDir = None,
+    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 400,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 60,
+    sites: Annotated[int, typer.Option(help="Edge sites.")] = 300,
+    alpha: Annotated[float, typer.Option(help="Dirichlet label skew (0: none).")] = 0.1,
+    quantity_skew: Annotated[float, typer.Option(help="Lognormal sigma of site sizes.")] = 1.0,
+    no_cameras: Annotated[float, typer.Option(help="Share of sites without cameras.")] = 0.3,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
+    local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
+    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "tiny",
+    ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
+        "scaffold,fedbn,fedadam"
+    ),
+    central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
+    cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
+) -> None:
+    """Centralised vs FedAvg vs FedProx vs ours vs local-only on one partition; overhead, memory."""
+    from pipelines.bench_federation import (
+        FederationBenchOptions,
+        print_benchmark,
+        run_federation_benchmark,
+    )
+    from pipelines.cities import CitySource
+
+    options = FederationBenchOptions(
+        city=CitySource(city, None, districts, days, seed),
+        n_sites=sites,
+        alpha=alpha or None,
+        quantity_skew=quantity_skew,
+        share_without_cameras=no_cameras,
+        rounds=rounds,
+        local_epochs=local_epochs,
+        preset=preset,
+        ours=tuple(name.strip() for name in ours.split(",") if name.strip()),
+        central_epochs=central_epochs,
+        seed=seed,
+        cores=cores,
+    )
+    run_dir, result = guarded(
+        lambda: run_federation_benchmark(options, runs_dir, lambda line: console.print(line)),
+        also=(ValueError, OSError),
+    )
+    print_benchmark(result)
+    console.print(f"[green]done[/green]: {run_dir}/benchmark.json")
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """The demo job: a city, a federation of edge sites, predictions — one run folder.
 
 This is the walking skeleton of every Kizashi job: build or load a City, split
-its districts among edge sites, federate RiskNet over them with Flower's
-simulation engine, predict the hold-out windows and write the run.
+its districts among edge sites (site folders written by `datasets.partition`),
+federate RiskNet over them with Flower's simulation engine, predict the
+hold-out windows and write the run.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from datasets.partition import PartitionSpec, partition_city
+from datasets.partition_io import write_federation
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.simulation import simulate_federation
-from fedcore.federation.sites import group_districts_into_sites, write_site_plan
-from fedcore.federation.task import data_settings, load_all_districts
+from fedcore.federation.task import data_settings, load_pooled_data
 from fedcore.model import load_model
 from pipelines.cities import CitySource, obtain_city, save_city_into_run
+from pipelines.federate import round_line
 from pipelines.predict import prediction_frame, write_predictions
 from pipelines.runs import new_run_dir, write_manifest
 
@@ -53,16 +56,16 @@ def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -
     run_dir = new_run_dir(runs_dir, "demo")
     progress(f"city: {city.name}, {len(city.districts)} districts -> {run_dir}")
     city_dir = save_city_into_run(city, oracle, run_dir)
-    sites_file = write_site_plan(
-        group_districts_into_sites(city, n_sites, options.seed), run_dir / "sites.json"
-    )
+    federation = partition_city(city, PartitionSpec(n_sites=n_sites, seed=options.seed))
+    partitions_dir = write_federation(federation, city, run_dir / "partitions")
     settings = FederationSettings(
-        city_dir=str(city_dir),
-        sites_file=str(sites_file),
+        partitions_dir=str(partitions_dir),
+        eval_city_dir=str(city_dir),
         run_dir=str(run_dir),
         preset=options.preset,
         num_rounds=options.rounds,
         local_epochs=options.local_epochs,
+        min_train_sites=min(2, n_sites),
         seed=options.seed,
     )
     facts = {
@@ -75,10 +78,12 @@ def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -
     }
     write_manifest(run_dir, status="running", **facts)
     progress(f"federating over {n_sites} sites, {options.rounds} rounds (Flower simulation)")
-    simulate_federation(settings, n_sites)
+    simulate_federation(
+        settings, n_sites, progress=lambda record: progress(round_line(record, options.rounds))
+    )
     progress("predicting the hold-out windows")
     model = load_model(run_dir / "model")
-    data = load_all_districts(str(city_dir), data_settings(settings))
+    data = load_pooled_data(str(city_dir), data_settings(settings))
     predictions = prediction_frame(model, city, data, data.split["test"])
     write_predictions(predictions, run_dir)
     seconds = round(time.perf_counter() - started, 1)

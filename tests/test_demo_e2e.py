@@ -64,13 +64,14 @@ def test_predictions_are_a_geoparquet_risk_table(demo_run):
 
 def test_every_site_trained_in_every_round(demo_run):
     records = [json.loads(line) for line in (demo_run / "metrics.jsonl").read_text().splitlines()]
-    site_train = [r for r in records if r["scope"] == "site" and r["phase"] == "train"]
+    site_train = [r for r in records if r["kind"] == "site"]
     assert {r["round"] for r in site_train} == {1, 2}
     assert len(site_train) == 2 * 10
-    assert not [r for r in site_train if "error" in r]
-    assert len({r["site-index"] for r in site_train}) == 10
-    central = [r for r in records if r["phase"] == "central-evaluate"]
-    assert [r["round"] for r in central] == [0, 1, 2]
+    assert len({r["site"] for r in site_train}) == 10
+    rounds = [r for r in records if r["kind"] == "round"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(r["failures"] == [] and "auprc-macro" in r["central"] for r in rounds)
+    assert (demo_run / "partitions" / "federation.json").exists()
 
 
 def test_app_shows_the_run_on_the_map(demo_run, monkeypatch):

@@ -1,77 +1,164 @@
-"""The edge site's side of the federation: train and evaluate on local data only.
+"""The edge site's side of the federation: train and evaluate on its own folder only.
 
 Each message carries the global weights and a ConfigRecord with the federation
-settings (see `FederationSettings`) and the model config. The site is the
-node's ``partition-id`` in the site plan.
+settings (see `FederationSettings`) and the model config. The node config says
+which folder is the site's (``partition-id`` of the partitions folder, or
+``site-dir``); ``unlabelled-domains`` (comma-separated) names domains this
+partner does not record. Errors are re-raised tagged ``[site=<id>]`` so the server
+can say which site failed.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedcore.federation.layers import local_keys
+from fedcore.federation.local_state import (
+    apply_local_layers,
+    site_control,
+    store_local_layers,
+    store_site_control,
+)
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.task import arrays_of, data_settings, load_site, model_from_arrays
-from fedcore.model import ModelConfig
+from fedcore.federation.site_hooks import ScaffoldCorrection, proximal_penalty
+from fedcore.federation.strategies import CONTROL_DELTA_KEY, CONTROL_KEY
+from fedcore.federation.task import (
+    arrays_of,
+    data_settings,
+    labelled_counts,
+    load_partition_site,
+    model_from_arrays,
+    site_folders,
+    site_number,
+)
+from fedcore.model import ModelConfig, RiskNet
+from fedcore.site_data import SiteData
 from fedcore.training import evaluate, train_epochs
 
 app = ClientApp()
 
 
-def _site(msg: Message, context: Context):
+class SiteTaskError(RuntimeError):
+    """A site's task failed; the message starts with ``[site=<id>]``."""
+
+
+def site_tag(context: Context, partitions_dir: str) -> str:
+    """The site's id as best known before its data is read (its folder name)."""
+    try:
+        site_dir, _ = site_folders(dict(context.node_config), partitions_dir)
+        return site_dir.name
+    except (ValueError, OSError) as error:
+        return f"node-{context.node_id} ({error})"
+
+
+def _tagged(task: Callable[[Message, Context], Message]) -> Callable[[Message, Context], Message]:
+    def run(msg: Message, context: Context) -> Message:
+        try:
+            return task(msg, context)
+        except Exception as error:
+            partitions = str(msg.content["config"].get("partitions-dir", ""))
+            tag = site_tag(context, partitions)
+            raise SiteTaskError(f"[site={tag}] {type(error).__name__}: {error}") from error
+
+    run.__name__ = task.__name__
+    run.__doc__ = task.__doc__
+    return run
+
+
+def _open(msg: Message, context: Context):
     config: ConfigRecord = msg.content["config"]
     settings = FederationSettings.from_run_config(dict(config))
-    site_index = int(context.node_config["partition-id"])
-    data = load_site(settings.city_dir, settings.sites_file, site_index, data_settings(settings))
+    site_dir, public_dir = site_folders(dict(context.node_config), settings.partitions_dir)
+    unlabelled = str(context.node_config.get("unlabelled-domains", ""))
+    unlabelled = tuple(name.strip() for name in unlabelled.split(",") if name.strip())
+    site_id, data = load_partition_site(
+        str(site_dir), str(public_dir), data_settings(settings), unlabelled
+    )
     model = model_from_arrays(
         ModelConfig.from_json(str(config["model-config"])), msg.content["arrays"]
     )
-    return settings, site_index, data, model
+    keys = local_keys(model, settings.local_layer_kinds)
+    apply_local_layers(model, context, keys, settings.run_dir)
+    return settings, site_id, data, model, keys
+
+
+def validation_metrics(model: RiskNet, data: SiteData) -> dict[str, float]:
+    """The model's loss and AUPRC on the site's validation windows (domains it can score)."""
+    indices = data.split["validation"]
+    if len(indices) == 0:
+        return {"val-num-examples": 0}
+    scores = evaluate(model, data, indices)
+    out = {
+        f"val-{key}": float(value)
+        for key, value in scores.items()
+        if key.startswith(("loss", "auprc", "auroc")) and math.isfinite(value)
+    }
+    out["val-num-examples"] = int(scores["num-examples"])
+    return out
 
 
 @app.train()
+@_tagged
 def train(msg: Message, context: Context) -> Message:
-    """Train the global model on this site's training windows."""
+    """Score the received model on the site's validation windows, then train on its own."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    settings, site_index, data, model = _site(msg, context)
+    settings, site_id, data, model, keys = _open(msg, context)
     round_number = int(msg.content["config"].get("server-round", 0))
-    result = train_epochs(
-        model,
-        data,
-        data.split["train"],
-        epochs=settings.local_epochs,
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        seed=settings.seed * 1000 + round_number * 7 + site_index,
+    metrics: dict = {"site-index": site_number(site_id)}
+    if settings.site_eval:
+        metrics.update(validation_metrics(model, data))
+    indices = data.split["train"]
+    penalty = (
+        proximal_penalty(model, settings.proximal_mu) if settings.strategy == "fedprox" else None
     )
-    metrics = MetricRecord(
-        {
-            "train-loss": result["loss"],
-            "num-examples": int(result["num-examples"]),
-            "site-index": site_index,
-            "compute-seconds": time.perf_counter() - started,
-        }
-    )
-    content = RecordDict({"arrays": arrays_of(model), "metrics": metrics})
+    correction = None
+    if CONTROL_KEY in msg.content:
+        server = msg.content[CONTROL_KEY].to_torch_state_dict()
+        correction = ScaffoldCorrection(
+            model, server, site_control(context, server, settings.run_dir)
+        )
+    if len(indices):
+        result = train_epochs(
+            model,
+            data,
+            indices,
+            epochs=settings.local_epochs,
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            seed=settings.seed * 1000 + round_number * 7 + max(site_number(site_id), 0),
+            penalty=penalty,
+            after_backward=correction,
+        )
+        metrics["train-loss"] = float(result["loss"])
+    store_local_layers(model, context, keys, settings.run_dir)
+    metrics["num-examples"] = int(len(indices))
+    metrics["domain-labels"] = labelled_counts(data, indices)
+    content = RecordDict({"arrays": arrays_of(model)})
+    if correction is not None:
+        new_control = correction.next_site_control()
+        old_control = site_control(context, new_control, settings.run_dir)
+        delta = {name: new_control[name] - old_control[name] for name in new_control}
+        store_site_control(context, new_control, settings.run_dir)
+        content[CONTROL_DELTA_KEY] = ArrayRecord(delta)
+    metrics["compute-seconds"] = time.perf_counter() - started
+    content["metrics"] = MetricRecord(metrics)
     return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()
+@_tagged
 def evaluate_site(msg: Message, context: Context) -> Message:
-    """Score the global model on this site's validation windows."""
+    """Score the global model (with the site's own layers) on the site's validation windows."""
     torch.set_num_threads(1)
-    _, site_index, data, model = _site(msg, context)
-    scores = evaluate(model, data, data.split["validation"])
-    metrics = {
-        key: float(value)
-        for key, value in scores.items()
-        if key.startswith(("loss", "auprc", "auroc")) and math.isfinite(value)
-    }
-    metrics["num-examples"] = int(scores["num-examples"])
-    metrics["site-index"] = site_index
+    _, site_id, data, model, _ = _open(msg, context)
+    metrics = validation_metrics(model, data)
+    metrics["num-examples"] = metrics.pop("val-num-examples")
+    metrics["site-index"] = site_number(site_id)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

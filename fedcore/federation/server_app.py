@@ -1,93 +1,152 @@
-"""The federation's server: FedAvg over the sites, metrics and the final model into the run.
+"""The federation's server: rounds over the sites, checkpoints, metrics and the final model.
 
-`run_federation` is the whole server loop; the module-level ``app`` runs it with
-settings from Flower's run config (``flwr run .``), and `make_server_app` with
-settings given in code (the simulation pipeline).
+`run_federation` is the whole server; the module-level ``app`` runs it with
+settings from Flower's run config (``flwr run .``), `make_server_app` with
+settings given in code (the simulation pipeline). The server needs no private
+data: the model is sized by the partitions' public layer, and central
+evaluation runs only when ``eval-city-dir`` names pooled data (simulation,
+benchmarks).
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import Result
 
+from fedcore.federation.checkpoints import (
+    Checkpoint,
+    latest_checkpoint,
+    save_checkpoint,
+    trim_metrics_after,
+)
+from fedcore.federation.layers import head_keys
+from fedcore.federation.rounds import run_rounds
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.strategies import RecordingFedAvg
+from fedcore.federation.strategies import make_strategy
 from fedcore.federation.task import (
     arrays_of,
     data_settings,
-    load_all_districts,
-    model_config_for,
+    load_pooled_data,
+    model_config_from_public,
     model_from_arrays,
 )
-from fedcore.model import build_model, save_model
-from fedcore.run_log import append_metrics
+from fedcore.model import ModelConfig, build_model, save_model
+from fedcore.site_data import load_city_cached
 from fedcore.training import evaluate
 
+SETTINGS_FILE = "federation-settings.json"
+Progress = Callable[[dict], None]
 
-def run_federation(grid: Grid, settings: FederationSettings, n_sites: int) -> Result:
-    """Run all rounds, record metrics into the run folder and save the final model."""
+
+def read_run_settings(run_dir: str | Path) -> FederationSettings:
+    """The settings a run started with (``federation-settings.json`` in its folder)."""
+    path = Path(run_dir) / SETTINGS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: {run_dir} is not a federation run")
+    return FederationSettings.from_run_config(json.loads(path.read_text()))
+
+
+def _start_or_resume(settings: FederationSettings) -> tuple[ModelConfig, Checkpoint | None]:
     run_dir = Path(settings.run_dir)
-    pooled = load_all_districts(settings.city_dir, data_settings(settings))
-    config = model_config_for(settings, pooled)
+    found = latest_checkpoint(run_dir)
+    if settings.resume:
+        trim_metrics_after(run_dir, found.round if found else 0)
+        if found is not None:
+            return ModelConfig.from_json(found.facts["model_config"]), found
+    elif found is not None:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints up to round {found.round}; "
+            "resume it (resume=true, kizashi federate --resume) or pick another run-dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SETTINGS_FILE).write_text(json.dumps(settings.to_run_config(), indent=1))
+    public = load_city_cached(str(Path(settings.partitions_dir) / "public"))
+    return model_config_from_public(settings, public), None
+
+
+def _central_evaluation(settings: FederationSettings, config: ModelConfig):
+    if not settings.eval_city_dir:
+        return None
+    pooled = load_pooled_data(settings.eval_city_dir, data_settings(settings))
+    indices = pooled.split[settings.central_eval_split]
+
+    def central(server_round: int, arrays: ArrayRecord) -> dict:
+        torch.set_num_threads(1)
+        scores = evaluate(model_from_arrays(config, arrays), pooled, indices)
+        return {key: value for key, value in scores.items() if math.isfinite(value)}
+
+    return central
+
+
+def run_federation(
+    grid: Grid, settings: FederationSettings, progress: Progress | None = None
+) -> ArrayRecord:
+    """Run (or resume) every round; checkpoint each; save the final model into the run."""
+    config, checkpoint = _start_or_resume(settings)
     torch.manual_seed(settings.seed)
-    initial = build_model(config)
-
-    def record_sites(server_round: int, phase: str, rows: list[dict]) -> None:
-        for row in rows:
-            append_metrics(run_dir, {"round": server_round, "phase": phase, "scope": "site", **row})
-
-    def central_evaluation(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        model = model_from_arrays(config, arrays)
-        scores = evaluate(model, pooled, pooled.split["validation"])
-        append_metrics(
-            run_dir,
-            {"round": server_round, "phase": "central-evaluate", "scope": "server", **scores},
-        )
-        return MetricRecord({key: float(value) for key, value in scores.items() if value == value})
-
-    minimum = min(settings.min_train_sites, n_sites)
-    strategy = RecordingFedAvg(
-        record_sites,
-        fraction_train=settings.fraction_train,
-        fraction_evaluate=1.0,
-        min_train_nodes=minimum,
-        min_evaluate_nodes=minimum,
-        min_available_nodes=minimum,
-    )
+    model = build_model(config)
+    trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    strategy = make_strategy(settings, head_keys(model), trainable)
+    if checkpoint is None:
+        arrays, first_round = arrays_of(model), 1
+    else:
+        arrays = ArrayRecord({key: Array(value) for key, value in checkpoint.model.items()})
+        strategy.load_state_arrays(checkpoint.strategy)
+        first_round = checkpoint.round + 1
     shared = ConfigRecord({**settings.to_run_config(), "model-config": config.to_json()})
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=arrays_of(initial),
-        num_rounds=settings.num_rounds,
-        train_config=shared,
-        evaluate_config=shared,
-        evaluate_fn=central_evaluation if settings.central_eval else None,
+    facts = {
+        "strategy": settings.strategy,
+        "model_config": config.to_json(),
+        "settings": settings.to_run_config(),
+    }
+
+    def on_round_done(server_round: int, new_arrays: ArrayRecord, record: dict) -> None:
+        state = {key: np.asarray(value) for key, value in strategy.state_arrays().items()}
+        model_arrays = {key: array.numpy() for key, array in new_arrays.items()}
+        save_checkpoint(
+            settings.run_dir,
+            Checkpoint(server_round, model_arrays, state, facts),
+            keep=settings.keep_checkpoints,
+        )
+        if progress is not None:
+            progress({**record, "strategy": settings.strategy, "run_dir": settings.run_dir})
+
+    final = run_rounds(
+        grid,
+        strategy,
+        settings,
+        arrays,
+        first_round,
+        shared,
+        _central_evaluation(settings, config),
+        on_round_done,
     )
-    for server_round, metrics in result.train_metrics_clientapp.items():
-        append_metrics(
-            run_dir,
-            {"round": server_round, "phase": "train", "scope": "federation", **dict(metrics)},
-        )
-    for server_round, metrics in result.evaluate_metrics_clientapp.items():
-        append_metrics(
-            run_dir,
-            {"round": server_round, "phase": "evaluate", "scope": "federation", **dict(metrics)},
-        )
-    save_model(model_from_arrays(config, result.arrays), run_dir / "model")
-    return result
+    save_model(model_from_arrays(config, final), Path(settings.run_dir) / "model")
+    return final
 
 
-def make_server_app(settings: FederationSettings, n_sites: int) -> ServerApp:
-    """A ServerApp that runs `run_federation` with the given settings."""
+def make_server_app(
+    settings: FederationSettings | list[FederationSettings], progress: Progress | None = None
+) -> ServerApp:
+    """A ServerApp that runs `run_federation` for each of ``settings``, one after another.
+
+    Several federations on the same nodes share one simulation (Ray starts once,
+    sites load their data once); each keeps its own run folder and site state.
+    """
+    runs = settings if isinstance(settings, list) else [settings]
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, settings, n_sites)
+        for each in runs:
+            run_federation(grid, each, progress)
 
     return server
 
@@ -98,6 +157,4 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run``: settings from the run config."""
-    settings = FederationSettings.from_run_config(dict(context.run_config))
-    n_sites = int(context.run_config.get("num-sites", settings.min_train_sites))
-    run_federation(grid, settings, n_sites)
+    run_federation(grid, FederationSettings.from_run_config(dict(context.run_config)))

@@ -1,12 +1,18 @@
 """Every knob of a federated run, read from Flower's run config (hyphenated keys).
 
 The server reads the run config and forwards what sites need in each message's
-ConfigRecord, so a site needs nothing but its own data and its node config.
+ConfigRecord, so a site needs nothing but its own partition folder and its node
+config. Unknown keys and bad values fail with an error naming the key.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
+LOCAL_LAYER_KINDS = ("norm", "head")
+# Layers a strategy keeps at the site unless ``local-layers`` says otherwise.
+DEFAULT_LOCAL_LAYERS = {"fedbn": "norm", "fedper": "head"}
 
 
 @dataclass(frozen=True)
@@ -14,55 +20,159 @@ class FederationSettings:
     """A federated run's configuration; field ``a_b`` is run-config key ``a-b``.
 
     Attributes:
-        city_dir: The City folder sites read their districts' data from.
-        sites_file: JSON listing each site's district ids (see `sites.py`).
-        run_dir: Where the server writes the model, checkpoints and metrics.
+        partitions_dir: A federation folder written by `datasets.partition_io.write_federation`
+            (``public/`` + ``sites/site-XXX``); site ``k`` is the node with
+            ``partition-id`` ``k``. A deployed SuperNode may instead name its own
+            folder with ``site-dir`` (and ``public-dir``) in its node config.
+        eval_city_dir: A City folder (pooled data) whose temporal hold-out the
+            server scores the global model on every round; empty: no central
+            evaluation (a deployment, where the server holds no data).
+        central_eval_split: Which part of the temporal split central evaluation uses.
+        run_dir: Where the server writes checkpoints, ``metrics.jsonl`` and the model.
+        resume: Continue from the last checkpoint in ``run_dir`` instead of starting.
+        keep_checkpoints: Checkpoints kept in ``run_dir`` (the newest); 0 keeps all.
         preset: RiskNet preset name.
-        num_rounds: Federated rounds.
+        num_rounds: Federated rounds (in total, counting rounds before a resume).
         local_epochs: Epochs each site trains per round.
         lr: Site learning rate (AdamW).
         batch_size: Site batch size.
         fraction_train: Share of sites asked to train each round.
-        min_train_sites: Fewest sites a training round needs.
+        fraction_evaluate: Share of sites asked to score the model each round (0: none).
+        min_train_sites: Fewest successful training replies a round needs to count.
+        min_available_sites: Sites that must be connected before a round starts
+            (0: ``min-train-sites``).
+        round_timeout_s: Seconds the server waits for replies in a round; the
+            sites that have not answered by then are recorded as timed out.
+        site_eval: Sites score the model they receive on their validation windows
+            before training and report it with their training reply (per-site
+            loss and AUPRC, no extra round trip).
+        strategy: One of `STRATEGIES`.
+        local_layers: Comma-separated kinds of layers a site keeps to itself
+            (``norm``: FedBN, ``head``: personalised heads); ``default`` takes the
+            strategy's own (fedbn: norm, fedper: head, others: none).
+        proximal_mu: FedProx's proximal weight.
+        server_lr: Server learning rate of FedAdam/FedYogi (eta) and SCAFFOLD.
+        server_beta1: FedAdam/FedYogi first-moment decay.
+        server_beta2: FedAdam/FedYogi second-moment decay.
+        server_tau: FedAdam/FedYogi adaptivity (added to the root of the second moment).
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
-        central_eval: Whether the server scores the global model on the hold-out.
-        seed: Seed of model initialisation and site shuffling.
+        seed: Seed of model initialisation, site sampling and shuffling.
     """
 
-    city_dir: str = "runs/city"
-    sites_file: str = "runs/sites.json"
+    partitions_dir: str = "runs/partitions"
+    eval_city_dir: str = ""
+    central_eval_split: str = "test"
     run_dir: str = "runs/federation"
+    resume: bool = False
+    keep_checkpoints: int = 3
     preset: str = "small"
     num_rounds: int = 3
     local_epochs: int = 1
     lr: float = 3e-3
     batch_size: int = 64
     fraction_train: float = 1.0
+    fraction_evaluate: float = 0.0
     min_train_sites: int = 2
+    min_available_sites: int = 0
+    round_timeout_s: float = 3600.0
+    site_eval: bool = True
+    strategy: str = "fedavg"
+    local_layers: str = "default"
+    proximal_mu: float = 0.01
+    server_lr: float = 0.1
+    server_beta1: float = 0.9
+    server_beta2: float = 0.99
+    server_tau: float = 1e-3
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"
-    central_eval: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Reject settings no run could use, naming the run-config key."""
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}"
+            )
+        if self.local_layers != "default":
+            unknown = set(self.local_layer_kinds) - set(LOCAL_LAYER_KINDS)
+            if unknown:
+                raise ValueError(
+                    f"local-layers takes {', '.join(LOCAL_LAYER_KINDS)} (comma-separated), "
+                    f"'default' or ''; got {self.local_layers!r}"
+                )
+        checks = {
+            "num-rounds": self.num_rounds >= 1,
+            "local-epochs": self.local_epochs >= 1,
+            "batch-size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "fraction-train": 0 < self.fraction_train <= 1,
+            "fraction-evaluate": 0 <= self.fraction_evaluate <= 1,
+            "min-train-sites": self.min_train_sites >= 1,
+            "min-available-sites": self.min_available_sites >= 0,
+            "round-timeout-s": self.round_timeout_s > 0,
+            "keep-checkpoints": self.keep_checkpoints >= 0,
+            "proximal-mu": self.proximal_mu >= 0,
+            "server-lr": self.server_lr > 0,
+            "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
+        }
+        bad = [key for key, ok in checks.items() if not ok]
+        if bad:
+            values = {key: self.to_run_config()[key] for key in bad}
+            raise ValueError(f"bad federation settings: {values}")
+        if not self.domain_list:
+            raise ValueError("domains must name at least one domain")
 
     @classmethod
     def from_run_config(cls, run_config: dict) -> FederationSettings:
-        """Settings from a run config; missing keys keep their defaults."""
+        """Settings from a run config; missing keys keep their defaults.
+
+        Raises:
+            ValueError: A key that is not a setting, or a value of the wrong type.
+        """
+        known = {spec.name.replace("_", "-"): spec for spec in fields(cls)}
         values = {}
-        for spec in fields(cls):
-            key = spec.name.replace("_", "-")
-            if key in run_config:
-                default = getattr(cls, spec.name)
-                values[spec.name] = type(default)(run_config[key])
+        for key, value in run_config.items():
+            if key not in known:
+                continue  # Flower adds its own keys to a message's config
+            spec = known[key]
+            default = getattr(cls, spec.name)
+            values[spec.name] = _coerce(key, value, type(default))
         return cls(**values)
 
     def to_run_config(self) -> dict:
         """The settings as hyphenated run-config keys."""
         return {key.replace("_", "-"): value for key, value in asdict(self).items()}
 
+    def with_updates(self, **changes) -> FederationSettings:
+        """A copy with some fields changed (checked again)."""
+        return type(self)(**{**asdict(self), **changes})
+
     @property
     def domain_list(self) -> list[str]:
         """Domains as a list, in head order."""
         return [name.strip() for name in self.domains.split(",") if name.strip()]
+
+    @property
+    def local_layer_kinds(self) -> tuple[str, ...]:
+        """Kinds of layers each site keeps to itself (see ``local_layers``)."""
+        text = DEFAULT_LOCAL_LAYERS.get(self.strategy, "")
+        text = text if self.local_layers == "default" else self.local_layers
+        return tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+
+
+def _coerce(key: str, value, kind: type):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"run-config key {key!r} must be true or false, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"run-config key {key!r} must be {kind.__name__}, got {value!r}") from None

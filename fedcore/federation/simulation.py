@@ -5,19 +5,27 @@ from __future__ import annotations
 import logging
 import os
 
+from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from fedcore.federation.client_app import app as client_app
-from fedcore.federation.server_app import make_server_app
+from fedcore.federation.client_app import app as default_client_app
+from fedcore.federation.server_app import Progress, make_server_app
 from fedcore.federation.settings import FederationSettings
 
 
 def simulate_federation(
-    settings: FederationSettings, n_sites: int, cores: int | None = None
+    settings: FederationSettings | list[FederationSettings],
+    n_sites: int,
+    cores: int | None = None,
+    progress: Progress | None = None,
+    client_app: ClientApp | None = None,
 ) -> None:
-    """Run ``settings.num_rounds`` rounds over ``n_sites`` virtual sites (Ray backend).
+    """Run the federation over ``n_sites`` virtual sites (Ray backend, one CPU per site task).
 
-    Each site is one Ray actor slot of one CPU; results land in ``settings.run_dir``.
+    Site ``k`` is the node with ``partition-id`` ``k``; results land in
+    ``settings.run_dir``. A list of settings runs those federations one after
+    another in the same simulation. ``client_app`` replaces the sites' app
+    (tests inject faults).
     """
     cores = cores or os.cpu_count() or 1
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -33,8 +41,8 @@ def simulate_federation(
         },
     }
     run_simulation(
-        server_app=make_server_app(settings, n_sites),
-        client_app=client_app,
+        server_app=make_server_app(settings, progress),
+        client_app=client_app or default_client_app,
         num_supernodes=n_sites,
         backend_config=backend_config,
     )

@@ -1,22 +1,34 @@
-"""Flower strategies as Kizashi uses them: FedAvg that records every site's reply.
+"""Flower strategies as Kizashi uses them, plus SCAFFOLD, which Flower lacks.
 
-Sites differ in which domains they can score (a site with no crowd events has no
-crowd AUPRC), so metrics are averaged per key over the sites that report it.
+FedAvg, FedProx, FedAdam and FedYogi are Flower's own classes; `SiteAware` sits in
+front of each to (1) weigh the heads by each site's per-domain label counts
+(partial labels, see `aggregation`), (2) reduce replies to the keys Flower checks,
+(3) average evaluation metrics over the sites that report each one, and (4)
+expose the state a checkpoint must hold to continue the run (FedAdam/FedYogi's
+moments, SCAFFOLD's server control). FedBN and personalised heads need no server
+rule of their own: the sites keep those layers (see `local_state`), and the server
+averages them only as the starting point for new sites and central evaluation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from flwr.app import Message, MetricRecord, RecordDict
-from flwr.serverapp.strategy import FedAvg
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
 
-SiteRecorder = Callable[[int, str, list[dict]], None]
+from fedcore.federation.aggregation import WEIGHT_KEY, label_weighted_heads, reduced_reply
+from fedcore.federation.settings import FederationSettings
+
+CONTROL_KEY = "scaffold-control"
+CONTROL_DELTA_KEY = "scaffold-control-delta"
 
 
 def average_present_metrics(contents: list[RecordDict], weight_key: str) -> MetricRecord:
-    """Example-weighted mean of each metric over the replies that carry it."""
+    """Example-weighted mean of each scalar metric over the replies that carry it."""
     sums: dict[str, float] = {}
     weights: dict[str, float] = {}
     for content in contents:
@@ -31,46 +43,194 @@ def average_present_metrics(contents: list[RecordDict], weight_key: str) -> Metr
     return MetricRecord({key: sums[key] / weights[key] for key in sums if weights[key] > 0})
 
 
-def site_rows(replies: Iterable[Message]) -> list[dict]:
-    """One plain dict per reply: the site's metrics, or its error."""
-    rows = []
-    for reply in replies:
-        node = int(reply.metadata.src_node_id)
-        if reply.has_error():
-            rows.append({"node-id": node, "error": str(reply.error.reason)})
-        else:
-            rows.append({"node-id": node, **dict(reply.content["metrics"])})
-    return rows
-
-
-class RecordingFedAvg(FedAvg):
-    """FedAvg that hands each round's per-site replies to a recorder.
+class SiteAware:
+    """Mixin in front of a Flower FedAvg-family strategy (see the module docstring).
 
     Args:
-        recorder: Called as ``recorder(round, phase, rows)`` with phase
-            ``"train"`` or ``"evaluate"`` and one row per site (`site_rows`).
-        **kwargs: Passed to `flwr.serverapp.strategy.FedAvg`.
+        head_keys: State-dict keys of the per-domain heads.
+        n_domains: Number of domains.
+        **kwargs: Passed to the Flower strategy.
     """
 
-    def __init__(self, recorder: SiteRecorder, **kwargs) -> None:
-        kwargs.setdefault("train_metrics_aggr_fn", average_present_metrics)
+    def __init__(self, *, head_keys: list[str], n_domains: int, **kwargs) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
         super().__init__(**kwargs)
-        self.recorder = recorder
+        self.head_keys = list(head_keys)
+        self.n_domains = n_domains
+        self.round_arrays: dict[str, np.ndarray] = {}
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Remember the round's starting arrays, then sample sites as Flower does."""
+        self.round_arrays = {key: array.numpy() for key, array in arrays.items()}
+        return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
-        """Record the sites' training replies, then average as FedAvg does."""
-        replies = list(replies)
-        self.recorder(server_round, "train", site_rows(replies))
-        return super().aggregate_train(server_round, replies)
+        """Aggregate the successful replies that hold examples, heads weighted by labels.
+
+        The replies' contents are replaced by their reduced, reweighted form;
+        record whatever else they carry before calling this.
+        """
+        useful = [
+            reply
+            for reply in replies
+            if not reply.has_error() and float(reply.content["metrics"][WEIGHT_KEY]) > 0
+        ]
+        if not useful:
+            return None, None
+        contents = label_weighted_heads(
+            [reply.content for reply in useful], self.round_arrays, self.head_keys, self.n_domains
+        )
+        for reply, content in zip(useful, contents, strict=True):
+            reply.content = reduced_reply(content)
+        return super().aggregate_train(server_round, useful)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
-        """Record the sites' evaluation replies, then average each metric where present.
+        """Average each evaluation metric over the sites that report it.
 
-        FedAvg's own check wants identical keys from every site; ours do not have
-        them (a site scores only the domains it saw events of), so we average here.
+        Flower's check wants identical keys from every site; ours do not have them
+        (a site scores only the domains it has both classes of).
         """
-        replies = list(replies)
-        self.recorder(server_round, "evaluate", site_rows(replies))
         valid = [reply.content for reply in replies if not reply.has_error()]
-        return average_present_metrics(valid, self.weighted_by_key) if valid else None
+        return average_present_metrics(valid, WEIGHT_KEY) if valid else None
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Server state beyond the model that a checkpoint must hold (none here)."""
+        return {}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what `state_arrays` returned."""
+        if arrays:
+            raise ValueError(f"{type(self).__name__} keeps no state; got {sorted(arrays)[:3]}")
+
+
+class KizashiFedAvg(SiteAware, FedAvg):
+    """Flower's FedAvg with `SiteAware` aggregation."""
+
+
+class KizashiFedProx(SiteAware, FedProx):
+    """Flower's FedProx (sites add ``proximal-mu / 2 * ||w - w_global||^2``)."""
+
+
+class AdaptiveState:
+    """Checkpoint state of Flower's FedOpt family: first and second moments."""
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """``m_t/<key>`` and ``v_t/<key>`` of every array, once the moments exist."""
+        out = {}
+        for name in ("m_t", "v_t"):
+            for key, value in (getattr(self, name) or {}).items():
+                out[f"{name}/{key}"] = value
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the moments written by `state_arrays`."""
+        for name in ("m_t", "v_t"):
+            prefix = f"{name}/"
+            moments = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            setattr(self, name, moments or None)
+
+
+class KizashiFedAdam(AdaptiveState, SiteAware, FedAdam):
+    """Flower's FedAdam (server Adam over the averaged update) with resumable moments."""
+
+
+class KizashiFedYogi(AdaptiveState, SiteAware, FedYogi):
+    """Flower's FedYogi with resumable moments."""
+
+
+class Scaffold(SiteAware, FedAvg):
+    """SCAFFOLD (Karimireddy et al., 2020): control variates against client drift.
+
+    The server keeps a control ``c`` (one array per trainable parameter) and sends
+    it with every training message; a site corrects each gradient by
+    ``c - c_i`` and returns, beside its weights, ``delta_c_i``, the change of its
+    own control (its mean raw gradient along the local trajectory minus the old
+    ``c_i``; with SGD this is the paper's option II). The model is averaged as in
+    FedAvg (global step 1); the control moves by ``|S| / N`` times the mean delta.
+
+    Args:
+        control_keys: Keys of the trainable parameters.
+        **kwargs: Passed to `SiteAware` and FedAvg.
+    """
+
+    def __init__(self, *, control_keys: list[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.control_keys = list(control_keys)
+        self.control: dict[str, np.ndarray] = {}
+        self.n_nodes = 0
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Sample sites as FedAvg does and attach the server control to each message."""
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self.n_nodes = len(list(grid.get_node_ids()))
+        if not self.control:
+            self.control = {key: np.zeros_like(self.round_arrays[key]) for key in self.control_keys}
+        record = ArrayRecord({key: Array(value) for key, value in self.control.items()})
+        for message in messages:
+            message.content[CONTROL_KEY] = record
+        return messages
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        """Average the model as FedAvg, then move the server control."""
+        replies = list(replies)
+        deltas = [
+            {key: array.numpy() for key, array in reply.content[CONTROL_DELTA_KEY].items()}
+            for reply in replies
+            if not reply.has_error() and CONTROL_DELTA_KEY in reply.content
+        ]
+        result = super().aggregate_train(server_round, replies)
+        if deltas:
+            share = len(deltas) / max(self.n_nodes, len(deltas))
+            for key in self.control:
+                mean = np.mean([delta[key] for delta in deltas], axis=0)
+                self.control[key] = (self.control[key] + share * mean).astype(np.float32)
+        return result
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The server control, ``control/<key>``."""
+        return {f"control/{key}": value for key, value in self.control.items()}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the server control."""
+        prefix = "control/"
+        self.control = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def make_strategy(
+    settings: FederationSettings, head_keys: list[str], control_keys: list[str]
+) -> SiteAware:
+    """The strategy ``settings.strategy`` names, with the run's knobs.
+
+    ``fedbn`` and ``fedper`` aggregate as FedAvg; what makes them differ is
+    the layers their sites keep (``settings.local_layer_kinds``).
+    """
+    common = {
+        "head_keys": head_keys,
+        "n_domains": len(settings.domain_list),
+        "fraction_train": settings.fraction_train,
+        "fraction_evaluate": settings.fraction_evaluate,
+        "min_train_nodes": settings.min_train_sites,
+        "min_evaluate_nodes": 1 if settings.fraction_evaluate > 0 else 0,
+        "min_available_nodes": settings.min_available_sites or settings.min_train_sites,
+    }
+    adaptive = {
+        "eta": settings.server_lr,
+        "eta_l": settings.lr,
+        "beta_1": settings.server_beta1,
+        "beta_2": settings.server_beta2,
+        "tau": settings.server_tau,
+    }
+    name = settings.strategy
+    if name == "fedprox":
+        return KizashiFedProx(proximal_mu=settings.proximal_mu, **common)
+    if name == "fedadam":
+        return KizashiFedAdam(**common, **adaptive)
+    if name == "fedyogi":
+        return KizashiFedYogi(**common, **adaptive)
+    if name == "scaffold":
+        return Scaffold(control_keys=control_keys, **common)
+    return KizashiFedAvg(**common)

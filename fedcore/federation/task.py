@@ -1,21 +1,28 @@
 """The seam both sides of the federation share: site data, model, weights.
 
-A site loads only its own districts' samples (the public graph is shared), once
-per process, so every round after the first starts training at once.
+A site reads only its own partition folder (plus the public layer every site
+has), once per process, so every round after the first starts training at once.
+The server builds the model from the public layer alone: it needs no private data.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
+from functools import cache, lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
+from datasets import City, neighbour_width, static_features
+from datasets.partition_io import load_site, read_federation
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.sites import read_site_plan
 from fedcore.model import ModelConfig, RiskNet, build_model
+from fedcore.model.text_embedding import TEXT_DIM
 from fedcore.site_data import DataSettings, SiteData, load_city_cached, prepare_site_data
+
+DEFAULT_FRAME_SIZE = 16
 
 
 def data_settings(settings: FederationSettings) -> DataSettings:
@@ -28,35 +35,99 @@ def data_settings(settings: FederationSettings) -> DataSettings:
 
 
 @lru_cache(maxsize=8)
-def load_site(city_dir: str, sites_file: str, site_index: int, data: DataSettings) -> SiteData:
-    """Samples of one site's districts, cached per process."""
-    city = load_city_cached(city_dir)
-    plan = read_site_plan(sites_file)
-    if not 0 <= site_index < len(plan):
-        raise IndexError(f"site {site_index} is not in the plan ({len(plan)} sites)")
-    row_of = {district: row for row, district in enumerate(city.district_ids)}
-    rows = np.array([row_of[district] for district in plan[site_index]["districts"]])
-    return prepare_site_data(city, data, rows)
+def partition_site_ids(partitions_dir: str) -> tuple[str, ...]:
+    """Site ids of a federation folder, in ``partition-id`` order."""
+    return tuple(site.site_id for site in read_federation(partitions_dir).sites)
 
 
-@lru_cache(maxsize=4)
-def load_all_districts(city_dir: str, data: DataSettings) -> SiteData:
-    """Samples of every district: the pooled data of centralised training and evaluation."""
-    return prepare_site_data(load_city_cached(city_dir), data)
+def site_folders(node_config: dict, partitions_dir: str) -> tuple[Path, Path]:
+    """The site folder and public folder a node reads.
+
+    A deployed SuperNode names its folder with ``site-dir`` (and the public layer
+    with ``public-dir``, by default ``<site-dir>/../../public``); a simulated node
+    is site ``partition-id`` of ``partitions_dir``.
+
+    Raises:
+        ValueError: The node config names neither, or the partition is out of range.
+    """
+    if "site-dir" in node_config:
+        site_dir = Path(str(node_config["site-dir"]))
+        public = node_config.get("public-dir") or site_dir.parent.parent / "public"
+        return site_dir, Path(str(public))
+    if "partition-id" not in node_config:
+        raise ValueError("the node config needs 'site-dir' or 'partition-id'")
+    index = int(node_config["partition-id"])
+    ids = partition_site_ids(str(partitions_dir))
+    if not 0 <= index < len(ids):
+        raise ValueError(
+            f"partition-id {index} is not a site of {partitions_dir} ({len(ids)} sites)"
+        )
+    root = Path(partitions_dir)
+    return root / "sites" / ids[index], root / "public"
 
 
-def model_config_for(settings: FederationSettings, data: SiteData) -> ModelConfig:
-    """The model config a federation's sites and server build from."""
-    samples = data.samples
+def site_number(site_id: str) -> int:
+    """The number in ``site-007`` (metrics carry numbers only); -1 if it has none."""
+    found = re.search(r"(\d+)$", site_id)
+    return int(found.group(1)) if found else -1
+
+
+@cache
+def load_partition_site(
+    site_dir: str, public_dir: str, data: DataSettings, unlabelled: tuple[str, ...] = ()
+) -> tuple[str, SiteData]:
+    """One site's samples from its own folder, cached per process.
+
+    Only windows the site holds data and labels for (`SiteInfo.window_mask`)
+    enter its split; ``unlabelled`` domains get no labels at this site (their
+    target mask is off), as at a partner that does not record them.
+
+    Returns:
+        The site id and its data.
+    """
+    unknown = set(unlabelled) - set(data.domains)
+    if unknown:
+        raise ValueError(f"unlabelled-domains names unknown domains {sorted(unknown)}")
+    city, info = load_site(site_dir, load_city_cached(str(public_dir)))
+    site = prepare_site_data(city, data, info.rows(city))
+    held = info.window_mask(site.samples.starts, data.horizon_hours)
+    site.split = {
+        name: indices[held[site.samples.window[indices]]] for name, indices in site.split.items()
+    }
+    for column, name in enumerate(data.domains):
+        if name in unlabelled:
+            site.samples.target_mask[:, column] = False
+    return info.site_id, site
+
+
+def model_config_from_public(settings: FederationSettings, public: City) -> ModelConfig:
+    """The model config every site and the server build from, sized by the public layer."""
+    frames = public.frames
+    frame_size = int(frames.shape[1]) if frames.ndim == 4 else DEFAULT_FRAME_SIZE
     return ModelConfig.preset_config(
         settings.preset,
         domains=settings.domain_list,
-        n_channels=len(samples.channels),
-        n_static=data.n_static,
-        text_dim=samples.text_dim,
-        neighbour_dim=samples.neighbour_dim,
-        frame_size=int(samples.frames.shape[1]),
+        n_channels=len(public.sensors.data_vars),
+        n_static=int(static_features(public).shape[1]),
+        text_dim=TEXT_DIM,
+        neighbour_dim=neighbour_width(TEXT_DIM),
+        frame_size=frame_size,
     )
+
+
+def load_pooled_data(city_dir: str, data: DataSettings) -> SiteData:
+    """Samples of every district of a City folder: pooled data for central evaluation."""
+    return _pooled(str(city_dir), data)
+
+
+@lru_cache(maxsize=4)
+def _pooled(city_dir: str, data: DataSettings) -> SiteData:
+    return prepare_site_data(load_city_cached(city_dir), data)
+
+
+def labelled_counts(data: SiteData, indices: np.ndarray) -> list[int]:
+    """Samples with a label per domain among ``indices`` (for partial-label aggregation)."""
+    return [int(count) for count in data.samples.target_mask[indices].sum(axis=0)]
 
 
 def model_from_arrays(config: ModelConfig, arrays: ArrayRecord) -> RiskNet:

@@ -1,0 +1,127 @@
+"""Per-round checkpoints of a federated run, written atomically, and resuming from them.
+
+A checkpoint is ``run_dir/checkpoints/round-NNNN/`` with ``arrays.safetensors``
+(the global model as ``model/<key>``, the strategy's state as ``strategy/<key>``)
+and ``state.json`` (round, strategy, model config, settings). The folder appears
+whole or not at all (`datasets.atomic`), so a run killed at any moment resumes
+from its last complete round. On resume, ``metrics.jsonl`` loses the lines of
+rounds after that checkpoint, so no round is recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from datasets.atomic import write_folder_atomically
+
+CHECKPOINT_FORMAT_VERSION = 1
+FOLDER = re.compile(r"^round-(\d{4,})$")
+ROUND_KINDS = ("round", "site")
+
+
+@dataclass
+class Checkpoint:
+    """The state after a complete round.
+
+    Attributes:
+        round: The last complete round.
+        model: Global model arrays by state-dict key.
+        strategy: Strategy state arrays (see `SiteAware.state_arrays`).
+        facts: ``state.json``: strategy name, model config, settings.
+    """
+
+    round: int
+    model: dict[str, np.ndarray]
+    strategy: dict[str, np.ndarray]
+    facts: dict
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    """Where a run's checkpoints live."""
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep: int = 0) -> Path:
+    """Write ``checkpoint`` atomically; keep only the newest ``keep`` (0: all)."""
+    arrays = {f"model/{key}": value for key, value in checkpoint.model.items()}
+    arrays.update({f"strategy/{key}": value for key, value in checkpoint.strategy.items()})
+    arrays = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
+    facts = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        **checkpoint.facts,
+        "round": checkpoint.round,
+    }
+
+    def write(folder: Path) -> None:
+        save_file(arrays, str(folder / "arrays.safetensors"))
+        (folder / "state.json").write_text(json.dumps(facts, indent=1))
+
+    target = checkpoints_dir(run_dir) / f"round-{checkpoint.round:04d}"
+    write_folder_atomically(target, write)
+    if keep:
+        for old in _complete_rounds(run_dir)[:-keep]:
+            shutil.rmtree(checkpoints_dir(run_dir) / f"round-{old:04d}", ignore_errors=True)
+    return target
+
+
+def _complete_rounds(run_dir: str | Path) -> list[int]:
+    folder = checkpoints_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    rounds = []
+    for path in folder.iterdir():
+        found = FOLDER.match(path.name)
+        if found and (path / "state.json").exists() and (path / "arrays.safetensors").exists():
+            rounds.append(int(found.group(1)))
+    return sorted(rounds)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
+    """The checkpoint of the last complete round, or None when the run has none."""
+    rounds = _complete_rounds(run_dir)
+    if not rounds:
+        return None
+    folder = checkpoints_dir(run_dir) / f"round-{rounds[-1]:04d}"
+    facts = json.loads((folder / "state.json").read_text())
+    if facts.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise ValueError(f"{folder}: checkpoint format {facts.get('format_version')} unknown")
+    arrays = load_file(str(folder / "arrays.safetensors"))
+    model = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
+    strategy = {k[len("strategy/") :]: v for k, v in arrays.items() if k.startswith("strategy/")}
+    return Checkpoint(round=int(facts["round"]), model=model, strategy=strategy, facts=facts)
+
+
+def trim_metrics_after(run_dir: str | Path, last_round: int) -> int:
+    """Drop round and site lines of rounds after ``last_round`` from ``metrics.jsonl``.
+
+    Those lines belong to a round whose checkpoint was never written (the run
+    was killed mid-round); it will run again. Returns how many lines went.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1  # a line cut short by the kill
+            continue
+        if record.get("kind") in ROUND_KINDS and int(record.get("round", 0)) > last_round:
+            dropped += 1
+            continue
+        kept.append(line)
+    staging = path.with_name(f".{path.name}.trim")
+    staging.write_text("".join(line + "\n" for line in kept))
+    os.replace(staging, path)
+    return dropped

@@ -1,0 +1,54 @@
+"""What a site keeps between rounds: its own layers (FedBN, personal heads), SCAFFOLD control.
+
+Everything lives in the node's ``Context.state`` (a RecordDict), which Flower
+keeps per node across rounds, in simulation and on a running SuperNode alike.
+Keys carry the run folder (``scope``), so federations run one after another on
+the same nodes (a benchmark) do not share a site's state.
+"""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import ArrayRecord, Context
+
+LOCAL_LAYERS_KEY = "local-layers"
+SITE_CONTROL_KEY = "scaffold-site-control"
+
+
+def apply_local_layers(
+    model: torch.nn.Module, context: Context, keys: list[str], scope: str = ""
+) -> bool:
+    """Put the site's own copies of ``keys`` into the model; False on the first round."""
+    name = f"{LOCAL_LAYERS_KEY}@{scope}"
+    if not keys or name not in context.state:
+        return False
+    stored = context.state[name].to_torch_state_dict()
+    missing = set(keys) - set(stored)
+    if missing:
+        raise ValueError(f"the site's stored layers lack {sorted(missing)[:3]}")
+    model.load_state_dict({key: stored[key] for key in keys}, strict=False)
+    return True
+
+
+def store_local_layers(
+    model: torch.nn.Module, context: Context, keys: list[str], scope: str = ""
+) -> None:
+    """Keep the model's ``keys`` at the site for the next round."""
+    if keys:
+        state = model.state_dict()
+        context.state[f"{LOCAL_LAYERS_KEY}@{scope}"] = ArrayRecord({k: state[k] for k in keys})
+
+
+def site_control(
+    context: Context, like: dict[str, torch.Tensor], scope: str = ""
+) -> dict[str, torch.Tensor]:
+    """The site's SCAFFOLD control ``c_i`` (zeros before its first round)."""
+    name = f"{SITE_CONTROL_KEY}@{scope}"
+    if name in context.state:
+        return context.state[name].to_torch_state_dict()
+    return {key: torch.zeros_like(value) for key, value in like.items()}
+
+
+def store_site_control(context: Context, control: dict[str, torch.Tensor], scope: str = "") -> None:
+    """Keep ``c_i`` for the site's next round."""
+    context.state[f"{SITE_CONTROL_KEY}@{scope}"] = ArrayRecord(control)

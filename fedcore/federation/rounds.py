@@ -1,0 +1,208 @@
+"""The server's round loop: sample, send, wait (with a timeout), aggregate, record, checkpoint.
+
+Flower's `Strategy.start` always runs rounds ``1..num_rounds`` and waits on one
+timeout for the whole run (flwr/serverapp/strategy/strategy.py, ``start``), so it
+can neither resume at round ``k + 1`` nor say which sites failed. This loop
+calls the same strategy methods (`configure_train`, `aggregate_train`,
+`configure_evaluate`, `aggregate_evaluate`) one round at a time: a round
+completes when at least ``min-train-sites`` sites reply without error within
+``round-timeout-s``; the others are recorded as failures with their error.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+
+from fedcore.federation.settings import FederationSettings
+from fedcore.federation.strategies import SiteAware
+from fedcore.run_log import append_metrics
+
+SITE_TAG = re.compile(r"\[site=([^\]]+)\]")
+CentralEvaluation = Callable[[int, ArrayRecord], dict | None]
+RoundDone = Callable[[int, ArrayRecord, dict], None]
+
+
+class RoundFailedError(RuntimeError):
+    """Too few sites answered a round for it to count."""
+
+
+@dataclass
+class SiteDirectory:
+    """Which site each Flower node is, learned from the sites' replies."""
+
+    site_of_node: dict[int, str] = field(default_factory=dict)
+
+    def learn(self, reply: Message) -> str:
+        """The site of a reply, remembered for later rounds (its errors, its time-outs)."""
+        node = int(reply.metadata.src_node_id)
+        if reply.has_error():
+            found = SITE_TAG.search(str(reply.error.reason))
+            if found:
+                self.site_of_node.setdefault(node, found.group(1))
+            return self.name(node)
+        index = int(reply.content["metrics"].get("site-index", -1))
+        if index >= 0:
+            self.site_of_node[node] = f"site-{index:03d}"
+        return self.name(node)
+
+    def name(self, node: int) -> str:
+        """The site id of ``node``, or ``node-<id>`` while unknown."""
+        return self.site_of_node.get(node, f"node-{node}")
+
+
+def site_record(server_round: int, site: str, node: int, metrics: MetricRecord) -> dict:
+    """One ``kind: site`` line of ``metrics.jsonl`` from a training reply's metrics."""
+    values = dict(metrics)
+    record = {
+        "kind": "site",
+        "round": server_round,
+        "site": site,
+        "node": node,
+        "num_examples": int(values.pop("num-examples", 0)),
+        "loss": values.pop("train-loss", None),
+        "auprc": values.get("val-auprc-macro"),
+        "compute_seconds": values.pop("compute-seconds", None),
+    }
+    values.pop("site-index", None)
+    record.update({key.replace("-", "_"): value for key, value in values.items()})
+    return record
+
+
+def error_text(reason: str) -> str:
+    """The line of an error reply that says what went wrong.
+
+    Flower wraps a site's exception (in simulation, inside a Ray traceback); the
+    useful part is our ``[site=...]`` line, else the message Flower's
+    ``ClientAppException`` carries, else the last line.
+    """
+    found = SITE_TAG.search(reason)
+    if found:
+        text = reason[found.end() :]
+    elif "Message: " in reason:
+        text = reason[reason.rindex("Message: ") + len("Message: ") :]
+    else:
+        lines = [line for line in reason.splitlines() if line.strip()]
+        text = lines[-1] if lines else reason
+    text = text.strip().splitlines()[0] if text.strip() else reason
+    return text.strip().removesuffix("'>").strip()[:500]
+
+
+def run_round(
+    grid: Grid,
+    strategy: SiteAware,
+    settings: FederationSettings,
+    server_round: int,
+    arrays: ArrayRecord,
+    train_config: ConfigRecord,
+    sites: SiteDirectory,
+) -> tuple[ArrayRecord, dict, list[dict]]:
+    """One training round; returns the new arrays, the round record and the site records.
+
+    Raises:
+        RoundFailedError: Fewer than ``min-train-sites`` successful replies.
+    """
+    random.seed(settings.seed * 1_000_003 + server_round)  # Flower samples with `random`
+    began = time.perf_counter()
+    messages = list(
+        strategy.configure_train(server_round, arrays, ConfigRecord(dict(train_config)), grid)
+    )
+    sent = [int(message.metadata.dst_node_id) for message in messages]
+    replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
+    replied = {int(reply.metadata.src_node_id) for reply in replies}
+    site_rows, failures, took_part = [], [], []
+    for reply in replies:
+        site = sites.learn(reply)
+        node = int(reply.metadata.src_node_id)
+        if reply.has_error():
+            failures.append(
+                {"site": site, "node": node, "error": error_text(str(reply.error.reason))}
+            )
+        else:
+            site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
+            took_part.append(site)
+    for node in sorted(set(sent) - replied):
+        failures.append(
+            {
+                "site": sites.name(node),
+                "node": node,
+                "error": f"no reply within {settings.round_timeout_s:g} s",
+            }
+        )
+    record = {
+        "kind": "round",
+        "round": server_round,
+        "sites": sorted(took_part),
+        "n_asked": len(sent),
+        "failures": failures,
+    }
+    if len(took_part) < settings.min_train_sites:
+        raise RoundFailedError(
+            f"round {server_round}: {len(took_part)} of {len(sent)} sites replied, "
+            f"min-train-sites is {settings.min_train_sites}; failures: {failures[:5]}"
+        )
+    compute = [row["compute_seconds"] or 0.0 for row in site_rows]
+    weights = [row["num_examples"] for row in site_rows if row["loss"] is not None]
+    losses = [row["loss"] for row in site_rows if row["loss"] is not None]
+    record["train_loss"] = (
+        sum(w * loss for w, loss in zip(weights, losses, strict=True)) / sum(weights)
+        if sum(weights) > 0
+        else None
+    )
+    record["num_examples"] = sum(row["num_examples"] for row in site_rows)
+    new_arrays, _ = strategy.aggregate_train(server_round, replies)
+    record["train_wall_seconds"] = time.perf_counter() - began
+    record["compute_seconds"] = sum(compute)
+    return (arrays if new_arrays is None else new_arrays), record, site_rows
+
+
+def run_rounds(
+    grid: Grid,
+    strategy: SiteAware,
+    settings: FederationSettings,
+    arrays: ArrayRecord,
+    first_round: int,
+    train_config: ConfigRecord,
+    central_evaluation: CentralEvaluation | None,
+    on_round_done: RoundDone,
+) -> ArrayRecord:
+    """Rounds ``first_round..num_rounds``; each ends in ``metrics.jsonl`` and `on_round_done`.
+
+    ``on_round_done(round, arrays, record)`` runs after the round's lines are
+    appended (it writes the checkpoint), so a checkpoint always has its lines.
+    """
+    run_dir = Path(settings.run_dir)
+    sites = SiteDirectory()
+    for server_round in range(first_round, settings.num_rounds + 1):
+        began = time.perf_counter()
+        try:
+            arrays, record, site_rows = run_round(
+                grid, strategy, settings, server_round, arrays, train_config, sites
+            )
+        except RoundFailedError as error:
+            append_metrics(
+                run_dir, {"kind": "round-failed", "round": server_round, "error": str(error)}
+            )
+            raise
+        if settings.fraction_evaluate > 0:
+            messages = strategy.configure_evaluate(
+                server_round, arrays, ConfigRecord(dict(train_config)), grid
+            )
+            replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
+            evaluated = strategy.aggregate_evaluate(server_round, replies)
+            record["federated_evaluation"] = dict(evaluated) if evaluated else None
+        if central_evaluation is not None:
+            record["central"] = central_evaluation(server_round, arrays)
+        record["wall_seconds"] = time.perf_counter() - began
+        for row in site_rows:
+            append_metrics(run_dir, row)
+        append_metrics(run_dir, record)
+        on_round_done(server_round, arrays, record)
+    return arrays

@@ -1,0 +1,318 @@
+"""`kizashi benchmark federation`: centralised vs federated vs local-only, side by side.
+
+One city, one skewed partition (default: 300 sites, Dir(0.1) label skew, quantity
+skew, 30% without cameras), one model preset, one temporal hold-out:
+
+- **centralised**: `pipelines.train.train_centralised` on the pooled city (early
+  stopping on validation), scored on the test windows;
+- **federated**: FedAvg, FedProx and "ours" (default SCAFFOLD, FedBN, FedAdam) in
+  one Flower simulation (Ray starts once); each final model scored on the same
+  test windows; "best of ours" is picked on the validation windows;
+- **local-only**: every site trains alone for the same epochs and predicts its
+  own test windows; the predictions of all sites are scored together.
+
+It also measures the simulation's overhead per round: wall time of the training
+phase ÷ (Σ site compute seconds ÷ cores), over warm rounds (round 1 includes
+starting Ray), and the peak RSS of the process tree. Table on stdout,
+``benchmark.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from datasets import City
+from datasets.partition import PartitionSpec, partition_city
+from datasets.partition_io import write_federation
+from fedcore.federation.settings import FederationSettings
+from fedcore.federation.simulation import simulate_federation
+from fedcore.federation.task import (
+    data_settings,
+    load_partition_site,
+    load_pooled_data,
+    model_config_from_public,
+)
+from fedcore.metrics import risk_metrics
+from fedcore.model import ModelConfig, build_model, load_model
+from fedcore.training import evaluate, predict, train_epochs
+from pipelines.cities import CitySource, obtain_city, save_city_into_run
+from pipelines.federate import round_line
+from pipelines.process_memory import PeakMemory
+from pipelines.runs import new_run_dir, write_manifest
+from pipelines.train import TrainOptions, train_centralised
+
+Progress = Callable[[str], None]
+BASELINES = ("fedavg", "fedprox")
+
+
+@dataclass(frozen=True)
+class FederationBenchOptions:
+    """What the benchmark partitions, trains and compares.
+
+    Attributes:
+        city: Where the city comes from.
+        n_sites: Edge sites.
+        alpha: Dirichlet label skew (None: none).
+        quantity_skew: Lognormal sigma of site sizes.
+        share_without_cameras: Share of sites without cameras.
+        rounds: Federated rounds (local-only sites train ``rounds * local_epochs`` epochs).
+        local_epochs: Epochs per site and round.
+        preset: RiskNet preset.
+        ours: Our strategies to compare (the best on validation is "best of ours").
+        central_epochs: Most epochs of the centralised trainer (early stopping).
+        lr: Site learning rate.
+        batch_size: Site batch size.
+        seed: Seed of the partition, models and shuffling.
+        cores: Cores of the simulation (None: all).
+    """
+
+    city: CitySource = CitySource()
+    n_sites: int = 300
+    alpha: float | None = 0.1
+    quantity_skew: float = 1.0
+    share_without_cameras: float = 0.3
+    rounds: int = 10
+    local_epochs: int = 1
+    preset: str = "tiny"
+    ours: tuple[str, ...] = ("scaffold", "fedbn", "fedadam")
+    central_epochs: int = 20
+    lr: float = 3e-3
+    batch_size: int = 64
+    seed: int = 0
+    cores: int | None = None
+
+
+def _scores(model, data, split: str) -> dict:
+    scores = evaluate(model, data, data.split[split])
+    return {key: value for key, value in scores.items() if math.isfinite(value)}
+
+
+def run_centralised(config: ModelConfig, pooled, options: FederationBenchOptions) -> dict:
+    """Train on the pooled city with early stopping; test scores and time."""
+    began = time.perf_counter()
+    train_options = TrainOptions(max_epochs=options.central_epochs, seed=options.seed)
+    model, history = train_centralised(config, pooled, train_options)
+    return {
+        "method": "centralised",
+        "test": _scores(model, pooled, "test"),
+        "validation": _scores(model, pooled, "validation"),
+        "epochs": len(history),
+        "wall_s": time.perf_counter() - began,
+    }
+
+
+def round_overhead(rounds: list[dict], cores: int) -> dict:
+    """Simulation overhead: training wall time ÷ (Σ site compute ÷ cores), warm rounds.
+
+    Round 1 includes starting the simulation (Ray, imports, site data loading),
+    so it is reported apart; with a single round it is all there is.
+    """
+    warm = rounds[1:] or rounds
+    wall = sum(record["train_wall_seconds"] for record in warm)
+    compute = sum(record["compute_seconds"] for record in warm)
+    return {
+        "overhead": wall / (compute / cores) if compute > 0 else None,
+        "warm_round_wall_s": wall / len(warm),
+        "first_round_wall_s": rounds[0]["train_wall_seconds"],
+        "rounds_counted": len(warm),
+    }
+
+
+def run_federated(
+    base: FederationSettings,
+    strategies: list[str],
+    pooled,
+    n_sites: int,
+    cores: int,
+    bench_dir: Path,
+    progress: Progress,
+) -> tuple[list[dict], dict]:
+    """Every strategy in one simulation; their rows and the simulation's peak memory."""
+    runs = [
+        base.with_updates(strategy=name, run_dir=str(bench_dir / f"fed-{name}"))
+        for name in strategies
+    ]
+    began = time.perf_counter()
+    with PeakMemory() as memory:
+        simulate_federation(
+            runs,
+            n_sites,
+            cores=cores,
+            progress=lambda r: progress(f"{r['strategy']}: {round_line(r, base.num_rounds)}"),
+        )
+    simulation = {"wall_s": time.perf_counter() - began, "peak_rss_gb": memory.peak_bytes / 2**30}
+    rows = []
+    for settings in runs:
+        run_dir = Path(settings.run_dir)
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        rounds = [line for line in lines if line["kind"] == "round"]
+        model = load_model(run_dir / "model")
+        rows.append(
+            {
+                "method": settings.strategy,
+                "test": _scores(model, pooled, "test"),
+                "validation": _scores(model, pooled, "validation"),
+                "rounds": len(rounds),
+                "wall_s": sum(record["wall_seconds"] for record in rounds),
+                "failures": sum(len(record["failures"]) for record in rounds),
+                **round_overhead(rounds, cores),
+            }
+        )
+    return rows, simulation
+
+
+def run_local_only(config: ModelConfig, base: FederationSettings, n_sites: int) -> dict:
+    """Each site trains alone; all sites' test predictions are scored together."""
+    began = time.perf_counter()
+    torch.set_num_threads(1)
+    partitions = Path(base.partitions_dir)
+    site_ids = sorted(path.name for path in (partitions / "sites").iterdir())[:n_sites]
+    probabilities, counts = [], []
+    for number, site_id in enumerate(site_ids):
+        _, data = load_partition_site(
+            str(partitions / "sites" / site_id), str(partitions / "public"), data_settings(base)
+        )
+        torch.manual_seed(base.seed)
+        model = build_model(config)
+        if len(data.split["train"]):
+            train_epochs(
+                model,
+                data,
+                data.split["train"],
+                epochs=base.num_rounds * base.local_epochs,
+                lr=base.lr,
+                batch_size=base.batch_size,
+                seed=base.seed * 1000 + number,
+            )
+        test = data.split["test"]
+        if len(test):
+            probabilities.append(predict(model, data, test)["probability"])
+            counts.append(data.samples.targets[test])
+    scores = risk_metrics(np.concatenate(counts), np.concatenate(probabilities), config.domains)
+    return {
+        "method": "local-only",
+        "test": {key: value for key, value in scores.items() if math.isfinite(value)},
+        "epochs": base.num_rounds * base.local_epochs,
+        "wall_s": time.perf_counter() - began,
+    }
+
+
+def run_federation_benchmark(
+    options: FederationBenchOptions, runs_dir: Path, progress: Progress = print
+) -> tuple[Path, dict]:
+    """Run every method on one partition; write ``benchmark.json``; return the result."""
+    for name in options.ours:
+        FederationSettings(strategy=name)  # an unknown strategy fails before any training
+    city, oracle = obtain_city(options.city)
+    spec = PartitionSpec(
+        n_sites=options.n_sites,
+        dirichlet_alpha=options.alpha,
+        quantity_skew=options.quantity_skew,
+        share_without_cameras=options.share_without_cameras,
+        seed=options.seed,
+    )
+    federation = partition_city(city, spec)  # bad specs fail before anything is written
+    bench_dir = new_run_dir(runs_dir, "bench-federation")
+    city_dir = options.city.city_dir or save_city_into_run(city, oracle, bench_dir)
+    progress(f"{city.name}: {len(city.districts)} districts -> {options.n_sites} sites")
+    partitions = write_federation(federation, city, bench_dir / "partitions")
+    cores = options.cores or os.cpu_count() or 1
+    base = FederationSettings(
+        partitions_dir=str(partitions),
+        eval_city_dir=str(city_dir),
+        central_eval_split="validation",
+        preset=options.preset,
+        num_rounds=options.rounds,
+        local_epochs=options.local_epochs,
+        lr=options.lr,
+        batch_size=options.batch_size,
+        min_train_sites=max(1, min(2, options.n_sites)),
+        keep_checkpoints=1,
+        seed=options.seed,
+    )
+    config = model_config_from_public(base, City.load(partitions / "public"))
+    pooled = load_pooled_data(str(city_dir), data_settings(base))
+    facts = {
+        "kind": "bench-federation",
+        "config": {**asdict(options), "city": str(options.city)},
+        "command": " ".join(sys.argv),
+        "data_fingerprint": city.fingerprint(),
+    }
+    write_manifest(bench_dir, status="running", **facts)
+    progress("centralised training")
+    central = run_centralised(config, pooled, options)
+    strategies = list(dict.fromkeys([*BASELINES, *options.ours]))
+    federated, simulation = run_federated(
+        base, strategies, pooled, options.n_sites, cores, bench_dir, progress
+    )
+    progress("local-only training")
+    local = run_local_only(config, base, options.n_sites)
+    result = summarise(central, federated, local, options)
+    result.update({"simulation": simulation, "cores": cores, "n_sites": options.n_sites})
+    result.update({"partition": asdict(spec), "command": facts["command"]})
+    (bench_dir / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
+    write_manifest(bench_dir, status="finished", **facts)
+    return bench_dir, result
+
+
+def summarise(central: dict, federated: list[dict], local: dict, options) -> dict:
+    """Rows in table order, each with its fraction of the centralised macro AUPRC."""
+    ours = [row for row in federated if row["method"] not in BASELINES]
+    best = max(ours, key=lambda row: row["validation"].get("auprc-macro", -1.0), default=None)
+    rows = [central, *[row for row in federated if row["method"] in BASELINES]]
+    if best is not None:
+        rows.append({**best, "method": f"best of ours: {best['method']}"})
+    rows += [row for row in ours if row is not best] + [local]
+    reference = central["test"].get("auprc-macro")
+    for row in rows:
+        value = row["test"].get("auprc-macro")
+        row["x_centralised"] = value / reference if value is not None and reference else None
+    return {"rows": rows, "best_of_ours": best["method"] if best else None}
+
+
+def benchmark_table(result: dict) -> Table:
+    """The rows as a rich table."""
+    table = Table(title=f"Federation benchmark: {result['n_sites']} sites, test windows")
+    for column in ("method", "macro AUPRC", "x centralised", "AUROC", "rounds/epochs",
+                   "wall s", "warm s/round", "overhead", "failures"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "method" else "right")
+
+    def number(value, digits=3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for row in result["rows"]:
+        table.add_row(
+            row["method"],
+            number(row["test"].get("auprc-macro")),
+            number(row.get("x_centralised"), 2),
+            number(row["test"].get("auroc-macro")),
+            str(row.get("rounds", row.get("epochs", "-"))),
+            number(row.get("wall_s"), 1),
+            number(row.get("warm_round_wall_s"), 2),
+            number(row.get("overhead"), 2),
+            str(row.get("failures", "-")),
+        )
+    simulation = result["simulation"]
+    table.caption = (
+        f"simulation: {simulation['wall_s']:.0f} s, peak RSS {simulation['peak_rss_gb']:.2f} GB "
+        f"(process tree), {result['cores']} cores; overhead = training wall per round ÷ "
+        "(Σ site compute ÷ cores), rounds ≥ 2"
+    )
+    return table
+
+
+def print_benchmark(result: dict) -> None:
+    """The table on stdout."""
+    Console(width=160).print(benchmark_table(result))

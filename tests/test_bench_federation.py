@@ -1,0 +1,63 @@
+"""`kizashi benchmark federation` on a tiny setting, and its arithmetic on hand-made rounds."""
+
+import json
+
+import pytest
+
+from pipelines.bench_federation import (
+    FederationBenchOptions,
+    benchmark_table,
+    round_overhead,
+    run_federation_benchmark,
+    summarise,
+)
+from pipelines.cities import CitySource
+
+
+def test_overhead_counts_warm_rounds_against_compute_per_core():
+    rounds = [
+        {"train_wall_seconds": 30.0, "compute_seconds": 4.0},
+        {"train_wall_seconds": 2.0, "compute_seconds": 3.0},
+        {"train_wall_seconds": 4.0, "compute_seconds": 5.0},
+    ]
+    out = round_overhead(rounds, cores=2)
+    assert out["overhead"] == pytest.approx(6.0 / (8.0 / 2))
+    assert out["first_round_wall_s"] == 30.0 and out["warm_round_wall_s"] == 3.0
+    assert round_overhead(rounds[:1], cores=1)["overhead"] == pytest.approx(7.5)
+
+
+def test_best_of_ours_is_picked_on_validation_and_scaled_by_centralised():
+    central = {"method": "centralised", "test": {"auprc-macro": 0.5}}
+    federated = [
+        {"method": "fedavg", "test": {"auprc-macro": 0.4}, "validation": {"auprc-macro": 0.4}},
+        {"method": "scaffold", "test": {"auprc-macro": 0.49}, "validation": {"auprc-macro": 0.3}},
+        {"method": "fedbn", "test": {"auprc-macro": 0.45}, "validation": {"auprc-macro": 0.35}},
+    ]
+    local = {"method": "local-only", "test": {"auprc-macro": 0.2}}
+    result = summarise(central, federated, local, None)
+    methods = [row["method"] for row in result["rows"]]
+    assert methods == ["centralised", "fedavg", "best of ours: fedbn", "scaffold", "local-only"]
+    assert result["rows"][2]["x_centralised"] == pytest.approx(0.9)
+
+
+@pytest.mark.slow
+def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path):
+    options = FederationBenchOptions(
+        city=CitySource(city_dir=tiny_city_dir),
+        n_sites=5,
+        rounds=2,
+        preset="tiny",
+        ours=("scaffold",),
+        central_epochs=1,
+        cores=2,
+    )
+    bench_dir, result = run_federation_benchmark(options, tmp_path, progress=lambda line: None)
+    saved = json.loads((bench_dir / "benchmark.json").read_text())
+    methods = [row["method"] for row in saved["rows"]]
+    assert methods == ["centralised", "fedavg", "fedprox", "best of ours: scaffold", "local-only"]
+    for row in saved["rows"]:
+        assert 0 < row["test"]["auprc-macro"] <= 1
+    for row in saved["rows"][1:4]:
+        assert row["rounds"] == 2 and row["overhead"] > 0 and row["failures"] == 0
+    assert 0 < saved["simulation"]["peak_rss_gb"] < 8
+    assert benchmark_table(result).row_count == 5

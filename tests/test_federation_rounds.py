@@ -1,0 +1,102 @@
+"""The server's round loop over an in-process Grid: strategies, checkpoints, resume, failures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fedcore.federation.checkpoints import latest_checkpoint
+from fedcore.federation.client_app import app as client_app
+from fedcore.federation.rounds import RoundFailedError, error_text
+from fedcore.federation.server_app import run_federation
+from fedcore.federation.settings import STRATEGIES
+from fedcore.model import load_model
+from tests.federation_helpers import N_SITES, DirectGrid, tiny_partitions, tiny_settings
+
+__all__ = ["tiny_partitions"]
+
+
+def _lines(run_dir, kind):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [line for line in lines if line.get("kind") == kind]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_runs_rounds_and_records_them(
+    strategy, tiny_partitions, tiny_city_dir, tmp_path
+):
+    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, strategy=strategy)
+    rounds = []
+    run_federation(DirectGrid(client_app), settings, progress=rounds.append)
+    assert [record["round"] for record in rounds] == [1, 2]
+    round_lines = _lines(tmp_path, "round")
+    assert [line["round"] for line in round_lines] == [1, 2]
+    for line in round_lines:
+        assert len(line["sites"]) == N_SITES and line["failures"] == []
+        assert np.isfinite(line["train_loss"]) and "auprc-macro" in line["central"]
+    site_lines = _lines(tmp_path, "site")
+    assert len(site_lines) == 2 * N_SITES
+    assert {line["site"] for line in site_lines} == {f"site-{k:03d}" for k in range(N_SITES)}
+    assert all(line["num_examples"] >= 0 and "val_loss" in line for line in site_lines)
+    assert latest_checkpoint(tmp_path).round == 2
+    assert load_model(tmp_path / "model").config.preset == "tiny"
+
+
+def test_resumed_run_ends_where_an_unbroken_run_ends(tiny_partitions, tiny_city_dir, tmp_path):
+    whole = tiny_settings(
+        tiny_partitions, tiny_city_dir, tmp_path / "whole", strategy="fedadam", num_rounds=3
+    )
+    expected = run_federation(DirectGrid(client_app), whole)
+    broken = whole.with_updates(run_dir=str(tmp_path / "broken"), num_rounds=2)
+    run_federation(DirectGrid(client_app), broken)
+    with pytest.raises(FileExistsError, match="resume"):
+        run_federation(DirectGrid(client_app), broken)
+    got = run_federation(DirectGrid(client_app), broken.with_updates(num_rounds=3, resume=True))
+    for key in expected:
+        np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), rtol=1e-5, atol=1e-6)
+    assert [line["round"] for line in _lines(tmp_path / "broken", "round")] == [1, 2, 3]
+
+
+def _failing_client(failing: set[int], in_round: int):
+    def client(message, context):
+        partition = int(context.node_config["partition-id"])
+        if partition in failing and int(message.content["config"]["server-round"]) == in_round:
+            raise RuntimeError(f"injected fault at partition {partition}")
+        return client_app(message, context)
+
+    return client
+
+
+def test_round_completes_without_failed_and_silent_sites(tiny_partitions, tiny_city_dir, tmp_path):
+    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, min_train_sites=2)
+    grid = DirectGrid(_failing_client({0, 1}, in_round=2), lost={1004})
+    run_federation(grid, settings)
+    first, second = _lines(tmp_path, "round")
+    # a site silent from the start is known only by its node
+    assert len(first["sites"]) == 4 and [f["site"] for f in first["failures"]] == ["node-1004"]
+    assert "no reply" in first["failures"][0]["error"] and first["failures"][0]["node"] == 1004
+    failures = {f["site"]: f["error"] for f in second["failures"]}
+    assert set(failures) == {"site-000", "site-001", "node-1004"}
+    assert "injected fault at partition 0" in failures["site-000"]
+    assert sorted(second["sites"]) == ["site-002", "site-003"]
+
+
+def test_too_few_replies_stop_the_run_and_resume_retries(tiny_partitions, tiny_city_dir, tmp_path):
+    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, min_train_sites=4)
+    with pytest.raises(RoundFailedError, match="round 2: 3 of 5 sites replied"):
+        run_federation(DirectGrid(_failing_client({0, 1}, in_round=2)), settings)
+    assert [line["round"] for line in _lines(tmp_path, "round-failed")] == [2]
+    run_federation(DirectGrid(client_app), settings.with_updates(resume=True))
+    assert [line["round"] for line in _lines(tmp_path, "round")] == [1, 2]
+
+
+def test_error_text_finds_the_cause_in_flowers_wrapping():
+    ray_like = (
+        "<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'ray::ClientAppActor.run()\n"
+        "  File x, line 1\nException ClientAppException occurred. Message: "
+        "[site=site-004] ValueError: bad sensors\n\nThe above exception ...'>"
+    )
+    assert error_text(ray_like) == "ValueError: bad sensors"
+    untagged = "<class 'X'>:<'\nException ClientAppException occurred. Message: chaos: boom'>"
+    assert error_text(untagged) == "chaos: boom"
+    assert error_text("plain failure") == "plain failure"

@@ -1,0 +1,242 @@
+"""Aggregation rules and strategy state on hand-made arrays: weights, partial labels, SCAFFOLD."""
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+from fedcore.federation.aggregation import label_weighted_heads
+from fedcore.federation.checkpoints import (
+    Checkpoint,
+    latest_checkpoint,
+    save_checkpoint,
+    trim_metrics_after,
+)
+from fedcore.federation.settings import FederationSettings
+from fedcore.federation.strategies import (
+    CONTROL_DELTA_KEY,
+    CONTROL_KEY,
+    KizashiFedAdam,
+    KizashiFedAvg,
+    KizashiFedProx,
+    KizashiFedYogi,
+    Scaffold,
+    average_present_metrics,
+    make_strategy,
+)
+from tests.federation_helpers import DirectGrid, set_task_identity
+
+HEADS = ["heads.weight", "heads.bias"]
+N_DOMAINS = 2  # head rows: [d0 logit, d0 rate, d1 logit, d1 rate]
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    set_task_identity()
+
+
+def _arrays(body: float, head: list[float]) -> dict[str, np.ndarray]:
+    head = np.asarray(head, np.float32)
+    return {
+        "body": np.full(3, body, np.float32),
+        "heads.weight": np.repeat(head[:, None], 2, axis=1),
+        "heads.bias": head.copy(),
+    }
+
+
+def _reply(arrays: dict, examples: int, labels: list[int], node: int, extra=None) -> Message:
+    request = Message(RecordDict(), dst_node_id=node, message_type="train")
+    metrics = {
+        "num-examples": examples,
+        "train-loss": 1.0,
+        "domain-labels": labels,
+        "site-index": node,
+        "val-auprc-crowd": 0.5,
+    }
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({key: Array(value) for key, value in arrays.items()}),
+            "metrics": MetricRecord(metrics),
+        }
+    )
+    for key, value in (extra or {}).items():
+        content[key] = value
+    return Message(content=content, reply_to=request)
+
+
+def _start(strategy, current: dict):
+    grid = DirectGrid(lambda message, context: None, n_sites=3)
+    record = ArrayRecord({key: Array(value) for key, value in current.items()})
+    strategy.configure_train(1, record, ConfigRecord(), grid)
+    return grid
+
+
+CURRENT = _arrays(0.0, [9.0, 9.0, 7.0, 7.0])
+
+
+def _two_sites():
+    # site A: 1 example, labels both domains; site B: 3 examples, no labels of domain 1
+    a = _reply(_arrays(1.0, [1.0, 1.0, 1.0, 1.0]), 1, [1, 1], 1000)
+    b = _reply(_arrays(5.0, [5.0, 5.0, 5.0, 5.0]), 3, [3, 0], 1001)
+    return a, b
+
+
+def test_fedavg_weights_by_examples_and_heads_by_labels():
+    strategy = KizashiFedAvg(
+        head_keys=HEADS, n_domains=N_DOMAINS, min_train_nodes=1, min_available_nodes=1
+    )
+    _start(strategy, CURRENT)
+    arrays, metrics = strategy.aggregate_train(1, list(_two_sites()))
+    out = {key: array.numpy() for key, array in arrays.items()}
+    assert out["body"] == pytest.approx([4.0] * 3)  # (1*1 + 3*5) / 4
+    # domain 0: both label it (1 and 3 labels) -> 4.0; domain 1: only A -> 1.0
+    assert out["heads.bias"] == pytest.approx([4.0, 4.0, 1.0, 1.0])
+    assert out["heads.weight"][:, 1] == pytest.approx([4.0, 4.0, 1.0, 1.0])
+    assert metrics["train-loss"] == pytest.approx(1.0)
+
+
+def test_domain_nobody_labels_keeps_its_head_rows():
+    a = _reply(_arrays(1.0, [1.0, 1.0, 1.0, 1.0]), 2, [2, 0], 1000)
+    b = _reply(_arrays(3.0, [3.0, 3.0, 3.0, 3.0]), 2, [2, 0], 1001)
+    strategy = KizashiFedAvg(
+        head_keys=HEADS, n_domains=N_DOMAINS, min_train_nodes=1, min_available_nodes=1
+    )
+    _start(strategy, CURRENT)
+    arrays, _ = strategy.aggregate_train(1, [a, b])
+    assert arrays["heads.bias"].numpy() == pytest.approx([2.0, 2.0, 7.0, 7.0])
+
+
+def test_errors_and_empty_sites_are_left_out():
+    a, b = _two_sites()
+    empty = _reply(_arrays(100.0, [100.0] * 4), 0, [0, 0], 1002)
+    from flwr.app import Error
+
+    failed = Message(Error(code=2, reason="boom"), reply_to=Message(RecordDict(), 1003, "train"))
+    strategy = KizashiFedProx(
+        head_keys=HEADS,
+        n_domains=N_DOMAINS,
+        proximal_mu=0.1,
+        min_train_nodes=1,
+        min_available_nodes=1,
+    )
+    _start(strategy, CURRENT)
+    arrays, _ = strategy.aggregate_train(1, [a, failed, empty, b])
+    assert arrays["body"].numpy() == pytest.approx([4.0] * 3)
+
+
+def test_label_weighting_rejects_replies_without_counts():
+    reply = _reply(_arrays(1.0, [1.0] * 4), 1, [1], 1000)
+    with pytest.raises(ValueError, match="domain-labels for 2 domains"):
+        label_weighted_heads([reply.content], CURRENT, HEADS, N_DOMAINS)
+
+
+@pytest.mark.parametrize("kind", [KizashiFedAdam, KizashiFedYogi])
+def test_adaptive_strategies_resume_with_their_moments(kind):
+    def fresh():
+        return kind(
+            head_keys=HEADS, n_domains=N_DOMAINS, min_train_nodes=1, min_available_nodes=1, eta=0.1
+        )
+
+    first = fresh()
+    _start(first, CURRENT)
+    after_one, _ = first.aggregate_train(1, list(_two_sites()))
+    state = first.state_arrays()
+    assert {key.split("/")[0] for key in state} == {"m_t", "v_t"}
+    resumed = fresh()
+    resumed.load_state_arrays(state)
+    current = {key: array.numpy() for key, array in after_one.items()}
+    _start(first, current)
+    _start(resumed, current)
+    expected, _ = first.aggregate_train(2, list(_two_sites()))
+    got, _ = resumed.aggregate_train(2, list(_two_sites()))
+    for key in expected:
+        assert got[key].numpy() == pytest.approx(expected[key].numpy())
+    assert not np.allclose(expected["body"].numpy(), current["body"])
+
+
+def test_scaffold_sends_control_and_moves_it_by_mean_delta():
+    strategy = Scaffold(
+        control_keys=["body"],
+        head_keys=HEADS,
+        n_domains=N_DOMAINS,
+        min_train_nodes=1,
+        min_available_nodes=1,
+    )
+    grid = DirectGrid(lambda message, context: None, n_sites=4)
+    record = ArrayRecord({key: Array(value) for key, value in CURRENT.items()})
+    messages = list(strategy.configure_train(1, record, ConfigRecord(), grid))
+    assert all(CONTROL_KEY in message.content for message in messages)
+    assert messages[0].content[CONTROL_KEY]["body"].numpy() == pytest.approx([0.0] * 3)
+    a, b = _two_sites()
+    for reply, delta in ((a, 1.0), (b, 3.0)):
+        reply.content[CONTROL_DELTA_KEY] = ArrayRecord(
+            {"body": Array(np.full(3, delta, np.float32))}
+        )
+    arrays, _ = strategy.aggregate_train(1, [a, b])
+    assert arrays["body"].numpy() == pytest.approx([4.0] * 3)
+    # c += |S|/N * mean(delta) = 2/4 * 2.0
+    assert strategy.control["body"] == pytest.approx([1.0] * 3)
+    restored = Scaffold(control_keys=["body"], head_keys=HEADS, n_domains=N_DOMAINS)
+    restored.load_state_arrays(strategy.state_arrays())
+    assert restored.control["body"] == pytest.approx([1.0] * 3)
+
+
+def test_make_strategy_uses_flowers_classes_with_the_run_knobs():
+    from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
+
+    def make(**changes):
+        return make_strategy(FederationSettings(**changes), HEADS, ["body"])
+
+    assert isinstance(make(strategy="fedavg"), FedAvg)
+    prox = make(strategy="fedprox", proximal_mu=0.3)
+    assert isinstance(prox, FedProx) and prox.proximal_mu == 0.3
+    adam = make(strategy="fedadam", server_lr=0.05, server_tau=0.01)
+    assert isinstance(adam, FedAdam) and adam.eta == 0.05 and adam.tau == 0.01
+    assert isinstance(make(strategy="fedyogi"), FedYogi)
+    assert isinstance(make(strategy="scaffold"), Scaffold)
+    assert type(make(strategy="fedbn")) is KizashiFedAvg
+    assert make(min_train_sites=7).min_train_nodes == 7
+
+
+def test_evaluation_metrics_are_averaged_where_present():
+    contents = [
+        RecordDict({"metrics": MetricRecord({"num-examples": 1, "loss": 1.0, "auprc-crowd": 0.2})}),
+        RecordDict({"metrics": MetricRecord({"num-examples": 3, "loss": 2.0})}),
+    ]
+    averaged = average_present_metrics(contents, "num-examples")
+    assert averaged["loss"] == pytest.approx(1.75)
+    assert averaged["auprc-crowd"] == pytest.approx(0.2)
+
+
+def test_checkpoints_are_whole_pruned_and_trim_later_metrics(tmp_path):
+    for server_round in (1, 2, 3):
+        save_checkpoint(
+            tmp_path,
+            Checkpoint(
+                server_round,
+                {"w": np.full(2, server_round, np.float32)},
+                {"m_t/w": np.zeros(2, np.float32)},
+                {"strategy": "fedadam"},
+            ),
+            keep=2,
+        )
+    (tmp_path / "checkpoints" / ".round-0004.partial").mkdir()  # a write cut short
+    found = latest_checkpoint(tmp_path)
+    assert found.round == 3 and found.model["w"] == pytest.approx([3.0, 3.0])
+    assert set(found.strategy) == {"m_t/w"} and found.facts["strategy"] == "fedadam"
+    assert sorted(
+        p.name for p in (tmp_path / "checkpoints").iterdir() if not p.name.startswith(".")
+    ) == ["round-0002", "round-0003"]
+    lines = [
+        {"kind": "site", "round": 3},
+        {"kind": "round", "round": 3},
+        {"kind": "site", "round": 4},
+        {"kind": "round-failed", "round": 4},
+    ]
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"kind": "si'
+    (tmp_path / "metrics.jsonl").write_text(text)
+    assert trim_metrics_after(tmp_path, 3) == 2
+    kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert kept == lines[:2] + lines[3:]
+    assert latest_checkpoint(tmp_path / "nothing") is None
