@@ -39,6 +39,8 @@ MANIFEST_FILE = "manifest.json"
 PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.jsonl"
 SITES_FILE = "sites.json"
+# Where a run keeps its site plan: the partitions a demo wrote into the run, or a plain plan.
+SITE_PLAN_FILES = ("partitions/federation.json", SITES_FILE)
 CITY_FOLDER = "city"
 PREDICTION_COLUMNS = (
     "district_id",
@@ -223,9 +225,29 @@ def load_run_manifest(run_path: Path) -> dict[str, Any]:
     return _load_manifest_cached(str(path), _mtime_ns(path / MANIFEST_FILE))
 
 
+def site_plan_file(run_path: Path) -> Path:
+    """The run's site plan: its ``partitions/federation.json``, else ``sites.json``.
+
+    A run federated over partitions kept elsewhere names them in its manifest
+    (``partitions-dir`` of the federation config); that folder's plan is used then.
+    """
+    for name in SITE_PLAN_FILES:
+        if (Path(run_path) / name).is_file():
+            return Path(run_path) / name
+    manifest_path = Path(run_path) / MANIFEST_FILE
+    try:
+        config = json.loads(manifest_path.read_text(encoding="utf-8")).get("config", {})
+        elsewhere = (config.get("federation") or {}).get("partitions-dir")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        elsewhere = None
+    if elsewhere and (Path(elsewhere) / "federation.json").is_file():
+        return Path(elsewhere) / "federation.json"
+    return Path(run_path) / SITES_FILE
+
+
 def read_site_plan(run_path: Path) -> list[dict[str, Any]]:
-    """The run's ``sites.json``: ``[{"site_id": ..., "districts": [...]}, ...]``; [] if absent."""
-    path = Path(run_path) / SITES_FILE
+    """The run's site plan: ``[{"site_id": ..., "districts": [...]}, ...]``; [] if absent."""
+    path = site_plan_file(run_path)
     if not path.is_file():
         return []
     try:
@@ -418,7 +440,7 @@ def load_federation_log(run_path: Path) -> FederationLog:
     """The run's federation log, cached per ``metrics.jsonl`` / ``sites.json`` version."""
     path = Path(run_path).resolve()
     return _load_federation_log_cached(
-        str(path), _mtime_ns(path / METRICS_FILE), _mtime_ns(path / SITES_FILE)
+        str(path), _mtime_ns(path / METRICS_FILE), _mtime_ns(site_plan_file(path))
     )
 
 

@@ -37,8 +37,9 @@ import pytest
 from app.view_state import window_key
 from datasets import make_city
 from datasets.districts_synthetic import synthetic_districts
+from datasets.partition import PartitionSpec, partition_city
+from datasets.partition_io import write_federation
 from domains import domain_names, get_domain
-from fedcore.federation.sites import group_districts_into_sites, write_site_plan
 from pipelines.predict import write_predictions
 from pipelines.runs import write_manifest
 
@@ -116,8 +117,9 @@ def write_showcase_run(runs: Path) -> Path:
     run_dir.mkdir(parents=True)
     city = make_city(n_districts=40, days=3, seed=0)
     city.save(run_dir / "city")
-    plan = group_districts_into_sites(city, 6, seed=0)
-    write_site_plan(plan, run_dir / "sites.json")
+    federation = partition_city(city, PartitionSpec(n_sites=6, seed=0))
+    write_federation(federation, city, run_dir / "partitions")
+    plan = federation.sites
     predictions = synthetic_predictions(city.districts, n_windows=8)
     write_predictions(predictions, run_dir)
     records = []

@@ -75,9 +75,8 @@ class RiskNet(nn.Module):
         # Heads read every fused token side by side (not their mean), so a domain can
         # weigh one modality's token against another's: flood = rain x low ground.
         n_tokens = len(MODALITIES) + 1
-        self.heads = nn.Sequential(
-            nn.Linear(n_tokens * dim, dim), nn.GELU(), nn.Linear(dim, 2 * len(config.domains))
-        )
+        self.readout = nn.Sequential(nn.Linear(n_tokens * dim, dim), nn.GELU())
+        self.heads = nn.Linear(dim, 2 * len(config.domains))  # rows 2d, 2d+1: domain d
         unknown = set(config.modalities) - set(MODALITIES)
         if unknown or not config.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")
@@ -158,7 +157,7 @@ class RiskNet(nn.Module):
         tokens = torch.where(present.unsqueeze(-1), tokens, self.missing.expand_as(tokens))
         context = self.clock(clock).unsqueeze(1)  # always known: the window's local time
         fused = self.fusion(torch.cat([tokens + self.modality_embedding, context], dim=1))
-        pooled = self.norm(fused).flatten(1)
+        pooled = self.readout(self.norm(fused).flatten(1))
         out = self.heads(pooled).view(-1, len(self.config.domains), 2)
         return {"logits": out[..., 0], "log_rate": out[..., 1]}
 
