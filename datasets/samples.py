@@ -40,9 +40,42 @@ CHANNEL_SCALING = {"temperature": (25.0, 5.0), "humidity": (60.0, 20.0), "noise_
 STATIC_EXCLUDE = {"district_id", "name", "geometry"}
 
 
-def neighbour_width(text_dim: int) -> int:
-    """Width of a neighbour context: mean report embedding, mean log report count, share held."""
-    return text_dim + 2
+RECENT_HOURS = 6.0  # the "latest hours" a sensor summary singles out: rain now floods soon
+SUMMARY_STATS = 6  # statistics per channel in `series_summary`
+
+
+def series_summary(
+    series: torch.Tensor, series_time: torch.Tensor, series_mask: torch.Tensor
+) -> torch.Tensor:
+    """Per channel: mean, max, min, latest value, mean of the latest hours, share observed.
+
+    Statistics over the observed readings only, at their real time stamps, so any
+    sampling interval gives the same summary; a channel with no reading gives 0s.
+
+    Shapes:
+        series, series_mask: ``(B, L, C)``; series_time: ``(B, L)`` hours (<= 0).
+        output: ``(B, SUMMARY_STATS * C)``.
+    """
+    observed = series_mask.float()
+    count = observed.sum(1)
+    seen = count > 0
+    mean = (series * observed).sum(1) / count.clamp(min=1.0)
+    highest = torch.where(series_mask, series, -torch.inf).amax(1)
+    lowest = torch.where(series_mask, series, torch.inf).amin(1)
+    steps = torch.arange(series.shape[1], device=series.device).view(1, -1, 1)
+    latest_step = torch.where(series_mask, steps, -1).amax(1).clamp(min=0)
+    latest = series.gather(1, latest_step.unsqueeze(1)).squeeze(1)
+    recent = observed * (series_time >= -RECENT_HOURS).unsqueeze(-1).float()
+    recent_mean = (series * recent).sum(1) / recent.sum(1).clamp(min=1.0)
+    share = count / series.shape[1]
+    stats = [mean, highest, lowest, latest, recent_mean]
+    stats = [torch.where(seen, value, torch.zeros_like(value)) for value in stats]
+    return torch.cat([*stats, share], dim=-1)
+
+
+def neighbour_width(text_dim: int, n_channels: int) -> int:
+    """Width of a neighbour context: report embedding, log report count, sensor summary, share."""
+    return text_dim + 1 + SUMMARY_STATS * n_channels + 1
 
 
 def window_starts(city: City, stride_hours: int, lookback_hours: int, horizon_hours: int):
@@ -223,14 +256,16 @@ class RiskSamples(Dataset):
             self.report_time[block] = np.where(valid, ages, 0.0)
 
     def _neighbours(self, city, rows) -> None:
-        """What the neighbours held in the same look-back: their reports, pooled.
+        """What the neighbours held in the same look-back: their reports and readings.
 
         Risk spills over district borders (a festival next door fills the streets
-        here), so each sample carries the edge-weighted mean of its neighbours'
-        pooled report embeddings, plus their mean ``log1p`` report count, and the
-        share of its neighbours whose data are in this sample set. Only the
-        districts of this sample set count: an edge site sees its own districts'
-        reports, never another site's.
+        here) and weather does not stop at them (a neighbour's rain gauge speaks
+        for a district whose own is down), so each sample carries the
+        edge-weighted mean of its neighbours' pooled report embeddings, ``log1p``
+        report counts and sensor summaries (`series_summary`), and the share of
+        its neighbours whose data are in this sample set. Only the districts of
+        this sample set count: an edge site sees its own districts' data, never
+        another site's.
         """
         edges = city.graph.edge_index.numpy()
         weights = getattr(city.graph, "edge_weight", None)
@@ -248,8 +283,13 @@ class RiskSamples(Dataset):
         )
         reach = np.asarray(adjacency.sum(axis=1)).ravel()
         mean_weights = sparse.diags(1.0 / np.maximum(reach, 1e-9)) @ adjacency
+        summary = series_summary(
+            torch.from_numpy(self.series),
+            torch.from_numpy(np.ascontiguousarray(self.series_time)),
+            torch.from_numpy(self.series_mask),
+        ).numpy()
         per_window = np.concatenate(
-            [self.pooled_text(), np.log1p(self.text_count)[:, None]], axis=1
+            [self.pooled_text(), np.log1p(self.text_count)[:, None], summary], axis=1
         )
         features = per_window.shape[1]
         mixed = (mean_weights @ per_window.reshape(n_rows, -1)).reshape(-1, features)
@@ -261,7 +301,7 @@ class RiskSamples(Dataset):
     @property
     def neighbour_dim(self) -> int:
         """Width of a sample's neighbour context (see `neighbour_width`)."""
-        return neighbour_width(self.text_dim)
+        return neighbour_width(self.text_dim, len(self.channels))
 
     def pooled_text(self, indices: np.ndarray | None = None) -> np.ndarray:
         """Mean embedding of each sample's indexed reports ``(n, text_dim)`` (zeros if none)."""

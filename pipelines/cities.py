@@ -8,6 +8,7 @@ from pathlib import Path
 from datasets import City, read_districts_file
 from datasets.oracle import Oracle
 from datasets.synthetic import make_city_and_oracle
+from pipelines.defaults import DEFAULT_DAYS, DEFAULT_DISTRICTS
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class CitySource:
 
     city_dir: Path | None = None
     districts_file: Path | None = None
-    n_districts: int = 40
-    days: int = 28
+    n_districts: int = DEFAULT_DISTRICTS
+    days: int = DEFAULT_DAYS
     seed: int = 0
 
 

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.defaults import DEFAULT_DAYS, DEFAULT_DISTRICTS
+
 city_app = typer.Typer(no_args_is_help=True, help="Build, import, check and partition cities.")
 console = Console()
 
@@ -16,8 +18,8 @@ console = Console()
 @city_app.command("make")
 def make(
     out: Annotated[Path, typer.Argument(help="City folder to write.")],
-    districts: Annotated[int, typer.Option(help="Number of districts.")] = 40,
-    days: Annotated[int, typer.Option(help="Days of hourly record.")] = 28,
+    districts: Annotated[int, typer.Option(help="Number of districts.")] = DEFAULT_DISTRICTS,
+    days: Annotated[int, typer.Option(help="Days of hourly record.")] = DEFAULT_DAYS,
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
 ) -> None:
     """Draw a synthetic city and save it, with its hidden oracle beside the data."""

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from pipelines.city_commands import city_app
+from pipelines.defaults import DEFAULT_DAYS, DEFAULT_DISTRICTS
 from pipelines.guard import guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
@@ -33,8 +34,10 @@ def demo(
     districts_file: Annotated[
         Path | None, typer.Option(help="Draw the synthetic city on these polygons.")
     ] = None,
-    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 40,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
+    districts: Annotated[
+        int, typer.Option(help="Districts of the synthetic city.")
+    ] = DEFAULT_DISTRICTS,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
     sites: Annotated[int, typer.Option(help="Edge sites in the federation.")] = 10,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 3,
     local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
@@ -71,10 +74,12 @@ CityDir = Annotated[Path | None, typer.Option("--city", help="Use this City fold
 def train(
     runs_dir: RunsDir = Path("runs"),
     city: CityDir = None,
-    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 40,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
+    districts: Annotated[
+        int, typer.Option(help="Districts of the synthetic city.")
+    ] = DEFAULT_DISTRICTS,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
     preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
-    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping).")] = 20,
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
 ) -> None:
     """Train RiskNet centrally with early stopping; write a run with test predictions."""
@@ -93,10 +98,12 @@ def train(
 def evaluate_command(
     runs_dir: RunsDir = Path("runs"),
     city: CityDir = None,
-    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 40,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 28,
+    districts: Annotated[
+        int, typer.Option(help="Districts of the synthetic city.")
+    ] = DEFAULT_DISTRICTS,
+    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
     preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
-    epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 20,
+    epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 10,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
 ) -> None:
     """Fused RiskNet vs single modalities, no graph and gradient boosting, side by side."""
@@ -190,7 +197,7 @@ def benchmark_federation(
     ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
         "scaffold,fedbn,fedadam"
     ),
-    central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
+    central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 10,
     cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
 ) -> None:

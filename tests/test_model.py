@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
+from datasets import neighbour_width
 from fedcore.model import ModelConfig, build_model, count_parameters, load_model, save_model
 
 
@@ -18,7 +19,7 @@ def fake_batch(size=4, channels=6, text_dim=384, frame=16, districts=5):
         "text": torch.randn(size, 3, text_dim, generator=generator),
         "text_time": -torch.rand(size, 3, generator=generator) * 24,
         "text_mask": torch.tensor([[True, True, False]] * (size - 1) + [[False] * 3]),
-        "neighbours": torch.rand(size, text_dim + 2, generator=generator),
+        "neighbours": torch.rand(size, neighbour_width(text_dim, channels), generator=generator),
         "clock": torch.rand(size, 4, generator=generator) * 2 - 1,
         "targets": torch.zeros(size, 2),
         "target_mask": torch.ones(size, 2, dtype=torch.bool),

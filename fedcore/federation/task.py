@@ -110,7 +110,7 @@ def model_config_from_public(settings: FederationSettings, public: City) -> Mode
         n_channels=len(public.sensors.data_vars),
         n_static=int(static_features(public).shape[1]),
         text_dim=TEXT_DIM,
-        neighbour_dim=neighbour_width(TEXT_DIM),
+        neighbour_dim=neighbour_width(TEXT_DIM, len(public.sensors.data_vars)),
         frame_size=frame_size,
     )
 

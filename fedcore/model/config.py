@@ -67,7 +67,7 @@ class ModelConfig:
     n_channels: int = 6
     n_static: int = 10
     text_dim: int = 384
-    neighbour_dim: int = 386
+    neighbour_dim: int = 422
     frame_size: int = 16
     dim: int = 64
     image_encoder: str = "convnet"

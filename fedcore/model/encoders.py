@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import GCNConv
 
+from datasets.samples import series_summary
+
 
 class ImageEncoder(nn.Module):
     """A small ConvNet over a camera frame.
@@ -88,38 +90,6 @@ class TimedSetEncoder(nn.Module):
         weights = (~padding).float().unsqueeze(-1)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return self.norm(pooled), present
-
-
-RECENT_HOURS = 6.0  # the "latest hours" a sensor summary singles out: rain now floods soon
-
-
-def series_summary(
-    series: torch.Tensor, series_time: torch.Tensor, series_mask: torch.Tensor
-) -> torch.Tensor:
-    """Per channel: mean, max, min, latest value, mean of the latest hours, share observed.
-
-    Statistics over the observed readings only, at their real time stamps, so any
-    sampling interval gives the same summary; a channel with no reading gives 0s.
-
-    Shapes:
-        series, series_mask: ``(B, L, C)``; series_time: ``(B, L)`` hours (<= 0).
-        output: ``(B, 6 * C)``.
-    """
-    observed = series_mask.float()
-    count = observed.sum(1)
-    seen = count > 0
-    mean = (series * observed).sum(1) / count.clamp(min=1.0)
-    highest = torch.where(series_mask, series, -torch.inf).amax(1)
-    lowest = torch.where(series_mask, series, torch.inf).amin(1)
-    steps = torch.arange(series.shape[1], device=series.device).view(1, -1, 1)
-    latest_step = torch.where(series_mask, steps, -1).amax(1).clamp(min=0)
-    latest = series.gather(1, latest_step.unsqueeze(1)).squeeze(1)
-    recent = observed * (series_time >= -RECENT_HOURS).unsqueeze(-1).float()
-    recent_mean = (series * recent).sum(1) / recent.sum(1).clamp(min=1.0)
-    share = count / series.shape[1]
-    stats = [mean, highest, lowest, latest, recent_mean]
-    stats = [torch.where(seen, value, torch.zeros_like(value)) for value in stats]
-    return torch.cat([*stats, share], dim=-1)
 
 
 class SensorEncoder(nn.Module):

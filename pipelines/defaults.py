@@ -1,0 +1,6 @@
+"""Defaults several commands share, in a module light enough for the CLI to import at once."""
+
+# The default synthetic city: enough districts for neighbours and sites, and eight
+# weeks, so that the temporal test split (the last fifth) spans more than a week.
+DEFAULT_DISTRICTS = 60
+DEFAULT_DAYS = 56
