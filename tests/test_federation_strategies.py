@@ -240,3 +240,16 @@ def test_checkpoints_are_whole_pruned_and_trim_later_metrics(tmp_path):
     kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert kept == lines[:2] + lines[3:]
     assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_site_learning_rate_decays_over_the_rounds_unless_constant():
+    from fedcore.federation.settings import FederationSettings
+
+    cosine = FederationSettings(lr=0.01, num_rounds=4)
+    rates = [cosine.site_lr(r) for r in (1, 2, 3, 4)]
+    assert rates[0] == 0.01
+    assert all(a > b > 0 for a, b in zip(rates, rates[1:], strict=False))
+    constant = cosine.with_updates(lr_schedule="constant")
+    assert {constant.site_lr(r) for r in (1, 4)} == {0.01}
+    with pytest.raises(ValueError, match="lr-schedule"):
+        cosine.with_updates(lr_schedule="step")

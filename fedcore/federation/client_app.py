@@ -130,7 +130,7 @@ def train(msg: Message, context: Context) -> Message:
             data,
             indices,
             epochs=settings.local_epochs,
-            lr=settings.lr,
+            lr=settings.site_lr(round_number),
             batch_size=settings.batch_size,
             seed=settings.seed * 1000 + round_number * 7 + max(site_number(site_id), 0),
             penalty=penalty,

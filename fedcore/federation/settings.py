@@ -7,6 +7,7 @@ config. Unknown keys and bad values fail with an error naming the key.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
@@ -34,7 +35,10 @@ class FederationSettings:
         preset: RiskNet preset name.
         num_rounds: Federated rounds (in total, counting rounds before a resume).
         local_epochs: Epochs each site trains per round.
-        lr: Site learning rate (AdamW).
+        lr: Site learning rate (AdamW) in the first round.
+        lr_schedule: ``cosine`` decays the site learning rate over the rounds to
+            0, as the central trainer does over its epochs (`site_lr`);
+            ``constant`` keeps ``lr``.
         batch_size: Site batch size.
         fraction_train: Share of sites asked to train each round.
         fraction_evaluate: Share of sites asked to score the model each round (0: none).
@@ -71,6 +75,7 @@ class FederationSettings:
     num_rounds: int = 3
     local_epochs: int = 1
     lr: float = 3e-3
+    lr_schedule: str = "cosine"
     batch_size: int = 64
     fraction_train: float = 1.0
     fraction_evaluate: float = 0.0
@@ -117,6 +122,7 @@ class FederationSettings:
             "proximal-mu": self.proximal_mu >= 0,
             "server-lr": self.server_lr > 0,
             "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
+            "lr-schedule": self.lr_schedule in ("cosine", "constant"),
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
@@ -149,6 +155,13 @@ class FederationSettings:
     def with_updates(self, **changes) -> FederationSettings:
         """A copy with some fields changed (checked again)."""
         return type(self)(**{**asdict(self), **changes})
+
+    def site_lr(self, server_round: int) -> float:
+        """The sites' learning rate in round ``server_round`` (1-based)."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        done = min(max(server_round - 1, 0), self.num_rounds) / self.num_rounds
+        return self.lr * 0.5 * (1 + math.cos(math.pi * done))
 
     @property
     def domain_list(self) -> list[str]:
