@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from app.components.risk_map import OUTLINE_COLOR, view_state_for
+from app.components.risk_map import district_deck, district_layer
 from app.loading import FederationLog
 
 TOOK_PART = [46, 139, 87, 200]
@@ -84,24 +84,8 @@ def sites_deck(districts: gpd.GeoDataFrame, plan: list[dict], status: dict[str, 
     drawn["site"] = [site_of.get(str(d), "no site") for d in drawn["district_id"]]
     drawn["status"] = [status.get(site, "not asked") for site in drawn["site"]]
     drawn["fill_color"] = [STATUS_COLORS[s] for s in drawn["status"]]
-    layer = pdk.Layer(
-        "GeoJsonLayer",
-        data=json.loads(drawn.to_json(drop_id=True)),
-        id="federation-sites",
-        pickable=True,
-        filled=True,
-        stroked=True,
-        get_fill_color="properties.fill_color",
-        get_line_color=OUTLINE_COLOR,
-        line_width_min_pixels=1,
-    )
-    return pdk.Deck(
-        layers=[layer],
-        initial_view_state=view_state_for(drawn),
-        map_provider=None,
-        map_style=None,
-        tooltip={"html": "<b>{name}</b><br/>{site}: {status}", "style": {"fontSize": "13px"}},
-    )
+    layer = district_layer(drawn, "federation-sites")
+    return district_deck([layer], drawn, "<b>{name}</b><br/>{site}: {status}")
 
 
 def site_modalities(city: Any, district_ids: list[str]) -> str:

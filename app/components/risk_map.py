@@ -262,6 +262,35 @@ def view_state_for(
     )
 
 
+def district_layer(drawn: gpd.GeoDataFrame, layer_id: str, **options) -> pdk.Layer:
+    """Districts filled with their ``fill_color`` column and outlined: every map's base layer."""
+    return pdk.Layer(
+        "GeoJsonLayer",
+        data=json.loads(drawn.to_json(drop_id=True)),
+        id=layer_id,
+        pickable=True,
+        filled=True,
+        stroked=True,
+        get_fill_color="properties.fill_color",
+        get_line_color=OUTLINE_COLOR,
+        line_width_min_pixels=1,
+        **options,
+    )
+
+
+def district_deck(
+    layers: list[pdk.Layer], frame: gpd.GeoDataFrame, tooltip_html: str, height_px: int = 560
+) -> pdk.Deck:
+    """A map of ``layers`` fitted to ``frame``'s districts, without a basemap (none offline)."""
+    return pdk.Deck(
+        layers=layers,
+        initial_view_state=view_state_for(frame, height_px=height_px),
+        map_provider=None,
+        map_style=None,
+        tooltip={"html": tooltip_html, "style": {"fontSize": "13px"}},
+    )
+
+
 def build_risk_deck(
     frame: gpd.GeoDataFrame,
     *,
@@ -289,21 +318,7 @@ def build_risk_deck(
             color if keep else FILTERED_OUT_COLOR
             for color, keep in zip(drawn["fill_color"], shown, strict=True)
         ]
-    features = json.loads(drawn.to_json(drop_id=True))
-    layers = [
-        pdk.Layer(
-            "GeoJsonLayer",
-            data=features,
-            id="risk-districts",
-            pickable=True,
-            auto_highlight=True,
-            filled=True,
-            stroked=True,
-            get_fill_color="properties.fill_color",
-            get_line_color=OUTLINE_COLOR,
-            line_width_min_pixels=1,
-        )
-    ]
+    layers = [district_layer(drawn, "risk-districts", auto_highlight=True)]
     if show_labels:
         points = frame.geometry.representative_point()
         labels = [
@@ -323,10 +338,4 @@ def build_risk_deck(
                 pickable=False,
             )
         )
-    return pdk.Deck(
-        layers=layers,
-        initial_view_state=view_state_for(frame, height_px=height_px),
-        map_provider=None,
-        map_style=None,
-        tooltip={"html": TOOLTIP_HTML, "style": {"fontSize": "13px"}},
-    )
+    return district_deck(layers, frame, TOOLTIP_HTML, height_px=height_px)

@@ -7,14 +7,13 @@ blue where it sees less, white where they agree.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 import pydeck as pdk
 
-from app.components.risk_map import OUTLINE_COLOR, format_probability, view_state_for
+from app.components.risk_map import district_deck, district_layer, format_probability
 from app.loading import RunSummary
 
 FULL_SCALE_PP = 20.0
@@ -95,24 +94,8 @@ def build_compare_deck(frame: gpd.GeoDataFrame, run_a: str, run_b: str) -> pdk.D
     drawn["probability_b_text"] = [format_probability(p) for p in frame["probability_b"]]
     drawn["difference_text"] = [f"{d:+.1f} pp" for d in frame["difference_pp"]]
     drawn["fill_color"] = [difference_color(d) for d in frame["difference_pp"]]
-    layer = pdk.Layer(
-        "GeoJsonLayer",
-        data=json.loads(drawn.to_json(drop_id=True)),
-        id="compare-districts",
-        pickable=True,
-        filled=True,
-        stroked=True,
-        get_fill_color="properties.fill_color",
-        get_line_color=OUTLINE_COLOR,
-        line_width_min_pixels=1,
-    )
-    return pdk.Deck(
-        layers=[layer],
-        initial_view_state=view_state_for(frame),
-        map_provider=None,
-        map_style=None,
-        tooltip={"html": COMPARE_TOOLTIP, "style": {"fontSize": "13px"}},
-    )
+    layer = district_layer(drawn, "compare-districts")
+    return district_deck([layer], frame, COMPARE_TOOLTIP)
 
 
 def largest_differences(frame: pd.DataFrame, n: int = 5) -> pd.DataFrame:
