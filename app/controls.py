@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.loading import RunSummary
+from app.loading import RunSummary, list_runs, runs_dir
 from app.view_state import ALL_LEVELS, ViewState, query_from_view, view_from_query, window_key
 from domains import DomainSpec, get_domain
 
@@ -30,6 +30,24 @@ def _values() -> dict[str, str]:
     if VALUES_KEY not in st.session_state:
         st.session_state[VALUES_KEY] = {}
     return st.session_state[VALUES_KEY]
+
+
+NO_RUNS_MESSAGE = (
+    "No usable run found in `{folder}`. Make one with `make run` or `kizashi demo`, "
+    "or point the `KIZASHI_RUNS` environment variable at a folder of runs."
+)
+
+
+def open_page(title: str) -> list[RunSummary]:
+    """Start a page: adopt the URL's view, show the title, list the runs (stop if none)."""
+    adopt_url()
+    st.title(title)
+    folder = runs_dir()
+    runs = list_runs(folder)
+    if not runs:
+        st.info(NO_RUNS_MESSAGE.format(folder=folder), icon=":material/info:")
+        st.stop()
+    return runs
 
 
 def adopt_url() -> None:

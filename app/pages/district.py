@@ -28,23 +28,15 @@ from app.components.risk_map import domains_present, format_probability, format_
 from app.hotspots import LABEL_WORDING
 from app.loading import (
     RunFolderError,
-    list_runs,
     load_district_trends,
     load_predictions,
     load_run_city,
     load_run_manifest,
-    runs_dir,
 )
 
 DEFAULT_LOOKBACK_HOURS = 24
 
-controls.adopt_url()
-st.title("District")
-
-runs = list_runs(runs_dir())
-if not runs:
-    st.info("No usable run found. Make one with `make run` or `kizashi demo`.")
-    st.stop()
+runs = controls.open_page("District")
 run = controls.pick_run(runs)
 try:
     predictions = load_predictions(run.path)

@@ -22,24 +22,16 @@ from app.components.federation import (
 )
 from app.loading import (
     RunFolderError,
-    list_runs,
     load_federation_log,
     load_predictions,
     load_run_city,
     load_run_manifest,
     load_site_plan,
-    runs_dir,
 )
 
 DEFAULT_CURVES = ("auprc-macro", "loss", "train loss")
 
-controls.adopt_url()
-st.title("Federation")
-
-runs = list_runs(runs_dir())
-if not runs:
-    st.info("No usable run found. Make one with `make run` or `kizashi demo`.")
-    st.stop()
+runs = controls.open_page("Federation")
 run = controls.pick_run(runs)
 controls.sync_url(["run"])
 try:

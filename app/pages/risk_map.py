@@ -22,25 +22,14 @@ from app.components.risk_map import (
     window_starts,
     window_totals,
 )
-from app.loading import RunFolderError, list_runs, load_predictions, runs_dir
+from app.loading import RunFolderError, load_predictions
 from app.view_state import window_key
 
-NO_RUNS_MESSAGE = (
-    "No usable run found in `{folder}`. Make one with `make run` or `kizashi demo`, "
-    "or point the `KIZASHI_RUNS` environment variable at a folder of runs."
-)
 MAP_HEIGHT_PX = 560
 TOP_N = 5
 PLAY_SECONDS = 1.5
 
-controls.adopt_url()
-st.title("Risk map")
-
-folder = runs_dir()
-runs = list_runs(folder)
-if not runs:
-    st.info(NO_RUNS_MESSAGE.format(folder=folder), icon=":material/info:")
-    st.stop()
+runs = controls.open_page("Risk map")
 
 run = controls.pick_run(runs)
 city = f" · city **{run.city_name}**" if run.city_name else ""

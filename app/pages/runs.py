@@ -18,15 +18,9 @@ from app.components.runs import (
     largest_differences,
     manifest_row,
 )
-from app.loading import RunFolderError, list_runs, load_predictions, load_run_manifest, runs_dir
+from app.loading import RunFolderError, load_predictions, load_run_manifest
 
-controls.adopt_url()
-st.title("Runs")
-
-runs = list_runs(runs_dir())
-if not runs:
-    st.info("No usable run found. Make one with `make run` or `kizashi demo`.")
-    st.stop()
+runs = controls.open_page("Runs")
 
 st.dataframe(
     pd.DataFrame([manifest_row(run, load_run_manifest(run.path)) for run in runs]),
