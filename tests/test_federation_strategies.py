@@ -253,3 +253,12 @@ def test_site_learning_rate_decays_over_the_rounds_unless_constant():
     assert {constant.site_lr(r) for r in (1, 4)} == {0.01}
     with pytest.raises(ValueError, match="lr-schedule"):
         cosine.with_updates(lr_schedule="step")
+
+
+def test_small_sites_run_more_epochs_to_reach_the_local_steps():
+    from fedcore.federation.settings import FederationSettings
+
+    settings = FederationSettings(batch_size=10, local_epochs=1, local_steps=20)
+    assert settings.site_epochs(1000) == 1  # 100 steps an epoch already
+    assert settings.site_epochs(50) == 4  # 5 steps an epoch
+    assert settings.with_updates(local_steps=0).site_epochs(50) == 1

@@ -129,7 +129,7 @@ def train(msg: Message, context: Context) -> Message:
             model,
             data,
             indices,
-            epochs=settings.local_epochs,
+            epochs=settings.site_epochs(len(indices)),
             lr=settings.site_lr(round_number),
             batch_size=settings.batch_size,
             seed=settings.seed * 1000 + round_number * 7 + max(site_number(site_id), 0),

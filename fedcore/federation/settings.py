@@ -35,6 +35,10 @@ class FederationSettings:
         preset: RiskNet preset name.
         num_rounds: Federated rounds (in total, counting rounds before a resume).
         local_epochs: Epochs each site trains per round.
+        local_steps: At least this many optimiser steps per site and round (more
+            epochs where a site's data are few); 0 = just ``local_epochs``. A
+            small site with a fresh AdamW would otherwise move the model only a
+            few steps a round, and a federation of small sites would crawl.
         lr: Site learning rate (AdamW) in the first round.
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
@@ -74,6 +78,7 @@ class FederationSettings:
     preset: str = "small"
     num_rounds: int = 3
     local_epochs: int = 1
+    local_steps: int = 0
     lr: float = 3e-3
     lr_schedule: str = "cosine"
     batch_size: int = 64
@@ -111,6 +116,7 @@ class FederationSettings:
         checks = {
             "num-rounds": self.num_rounds >= 1,
             "local-epochs": self.local_epochs >= 1,
+            "local-steps": self.local_steps >= 0,
             "batch-size": self.batch_size >= 1,
             "lr": self.lr > 0,
             "fraction-train": 0 < self.fraction_train <= 1,
@@ -155,6 +161,11 @@ class FederationSettings:
     def with_updates(self, **changes) -> FederationSettings:
         """A copy with some fields changed (checked again)."""
         return type(self)(**{**asdict(self), **changes})
+
+    def site_epochs(self, n_train: int) -> int:
+        """Epochs a site with ``n_train`` training samples runs in a round (see ``local_steps``)."""
+        steps_per_epoch = max(math.ceil(n_train / self.batch_size), 1)
+        return max(self.local_epochs, math.ceil(self.local_steps / steps_per_epoch))
 
     def site_lr(self, server_round: int) -> float:
         """The sites' learning rate in round ``server_round`` (1-based)."""
