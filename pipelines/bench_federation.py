@@ -67,8 +67,11 @@ class FederationBenchOptions:
         alpha: Dirichlet label skew (None: none).
         quantity_skew: Lognormal sigma of site sizes.
         share_without_cameras: Share of sites without cameras.
-        rounds: Federated rounds (local-only sites train ``rounds * local_epochs`` epochs).
+        rounds: Federated rounds (local-only sites train as many epochs as they
+            would in all rounds of the federation).
         local_epochs: Epochs per site and round.
+        local_steps: Fewest optimiser steps per site and round (see
+            `FederationSettings.local_steps`).
         preset: RiskNet preset.
         ours: Our strategies to compare (the best on validation is "best of ours").
         central_epochs: Most epochs of the centralised trainer (early stopping).
@@ -85,6 +88,7 @@ class FederationBenchOptions:
     share_without_cameras: float = 0.3
     rounds: int = 10
     local_epochs: int = 1
+    local_steps: int = 0
     preset: str = "tiny"
     ours: tuple[str, ...] = ("scaffold", "fedbn", "fedadam")
     central_epochs: int = 20
@@ -191,7 +195,7 @@ def run_local_only(config: ModelConfig, base: FederationSettings, n_sites: int) 
                 model,
                 data,
                 data.split["train"],
-                epochs=base.num_rounds * base.local_epochs,
+                epochs=base.num_rounds * base.site_epochs(len(data.split["train"])),
                 lr=base.lr,
                 batch_size=base.batch_size,
                 seed=base.seed * 1000 + number,
@@ -204,7 +208,7 @@ def run_local_only(config: ModelConfig, base: FederationSettings, n_sites: int) 
     return {
         "method": "local-only",
         "test": {key: value for key, value in scores.items() if math.isfinite(value)},
-        "epochs": base.num_rounds * base.local_epochs,
+        "rounds": base.num_rounds,  # each site: as many epochs as in all rounds of the federation
         "wall_s": time.perf_counter() - began,
     }
 
@@ -236,6 +240,7 @@ def run_federation_benchmark(
         preset=options.preset,
         num_rounds=options.rounds,
         local_epochs=options.local_epochs,
+        local_steps=options.local_steps,
         lr=options.lr,
         batch_size=options.batch_size,
         min_train_sites=max(1, min(2, options.n_sites)),

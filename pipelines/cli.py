@@ -193,6 +193,9 @@ def benchmark_federation(
     no_cameras: Annotated[float, typer.Option(help="Share of sites without cameras.")] = 0.3,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
     local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
+    local_steps: Annotated[
+        int, typer.Option(help="Fewest optimiser steps per site and round (0: off).")
+    ] = 0,
     preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "tiny",
     ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
         "scaffold,fedbn,fedadam"
@@ -217,6 +220,7 @@ def benchmark_federation(
         share_without_cameras=no_cameras,
         rounds=rounds,
         local_epochs=local_epochs,
+        local_steps=local_steps,
         preset=preset,
         ours=tuple(name.strip() for name in ours.split(",") if name.strip()),
         central_epochs=central_epochs,
