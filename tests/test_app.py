@@ -300,3 +300,15 @@ def test_choices_follow_the_user_across_pages(fake_runs: Path) -> None:
     at.switch_page("app/pages/risk_map.py").run(timeout=30)
     assert at.selectbox(key="widget.domain").value == "safety"
     assert table_districts(at)[0] == "Akiba"
+
+
+def test_map_coordinates_are_rounded_to_about_a_metre():
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    from app.components.risk_map import district_features
+
+    square = Polygon([(139.123456789, 35.1), (139.2, 35.1), (139.2, 35.2), (139.123456789, 35.2)])
+    drawn = gpd.GeoDataFrame({"name": ["a"]}, geometry=[square], crs="EPSG:4326")
+    ring = district_features(drawn)["features"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == [139.12346, 35.1]

@@ -262,11 +262,31 @@ def view_state_for(
     )
 
 
+COORDINATE_DIGITS = 5  # about a metre: finer only fattens what the browser must parse
+
+
+def _rounded(coordinates, digits: int = COORDINATE_DIGITS):
+    """GeoJSON coordinates (nested lists) rounded to ``digits`` decimals."""
+    if coordinates and isinstance(coordinates[0], (int, float)):
+        return [round(value, digits) for value in coordinates]
+    return [_rounded(part, digits) for part in coordinates]
+
+
+def district_features(drawn: gpd.GeoDataFrame) -> dict:
+    """The districts as a GeoJSON FeatureCollection with coordinates rounded to a metre."""
+    collection = json.loads(drawn.to_json(drop_id=True))
+    for feature in collection["features"]:
+        geometry = feature.get("geometry")
+        if geometry and "coordinates" in geometry:
+            geometry["coordinates"] = _rounded(geometry["coordinates"])
+    return collection
+
+
 def district_layer(drawn: gpd.GeoDataFrame, layer_id: str, **options) -> pdk.Layer:
     """Districts filled with their ``fill_color`` column and outlined: every map's base layer."""
     return pdk.Layer(
         "GeoJsonLayer",
-        data=json.loads(drawn.to_json(drop_id=True)),
+        data=district_features(drawn),
         id=layer_id,
         pickable=True,
         filled=True,
