@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from pipelines.city_commands import city_app
-from pipelines.defaults import DEFAULT_DAYS, DEFAULT_DISTRICTS
+from pipelines.defaults import DEFAULT_DAYS, DEFAULT_DISTRICTS, DEMO_LOCAL_EPOCHS, DEMO_ROUNDS
 from pipelines.guard import guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
@@ -39,8 +39,10 @@ def demo(
     ] = DEFAULT_DISTRICTS,
     days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
     sites: Annotated[int, typer.Option(help="Edge sites in the federation.")] = 10,
-    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 3,
-    local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = DEMO_ROUNDS,
+    local_epochs: Annotated[
+        int, typer.Option(help="Epochs per site and round.")
+    ] = DEMO_LOCAL_EPOCHS,
     preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
     seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
     port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,

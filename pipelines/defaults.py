@@ -4,3 +4,7 @@
 # weeks, so that the temporal test split (the last fifth) spans more than a week.
 DEFAULT_DISTRICTS = 60
 DEFAULT_DAYS = 56
+
+# The demo's federation: enough local work that its map shows more than one level.
+DEMO_ROUNDS = 5
+DEMO_LOCAL_EPOCHS = 3

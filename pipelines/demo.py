@@ -20,6 +20,7 @@ from fedcore.federation.simulation import simulate_federation
 from fedcore.federation.task import data_settings, load_pooled_data
 from fedcore.model import load_model
 from pipelines.cities import CitySource, obtain_city, save_city_into_run
+from pipelines.defaults import DEMO_LOCAL_EPOCHS, DEMO_ROUNDS
 from pipelines.federate import round_line
 from pipelines.predict import prediction_frame, write_predictions
 from pipelines.runs import new_run_dir, write_manifest
@@ -43,9 +44,9 @@ class DemoOptions:
     city: CitySource = CitySource()
     seed: int = 0
     n_sites: int = 10
-    rounds: int = 3
+    rounds: int = DEMO_ROUNDS
     preset: str = "small"
-    local_epochs: int = 1
+    local_epochs: int = DEMO_LOCAL_EPOCHS
 
 
 def run_demo(options: DemoOptions, runs_dir: Path, progress: Progress = print) -> Path:
