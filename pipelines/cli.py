@@ -24,6 +24,9 @@ benchmark_app = typer.Typer(
 )
 app.add_typer(benchmark_app, name="benchmark")
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder of run folders.")]
+Districts = Annotated[int, typer.Option(help="Districts of the synthetic city.")]
+Days = Annotated[int, typer.Option(help="Days of the synthetic record.")]
+Preset = Annotated[str, typer.Option(help="RiskNet preset (tiny, small, base).")]
 
 
 @app.command()
@@ -34,16 +37,14 @@ def demo(
     districts_file: Annotated[
         Path | None, typer.Option(help="Draw the synthetic city on these polygons.")
     ] = None,
-    districts: Annotated[
-        int, typer.Option(help="Districts of the synthetic city.")
-    ] = DEFAULT_DISTRICTS,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
+    districts: Districts = DEFAULT_DISTRICTS,
+    days: Days = DEFAULT_DAYS,
     sites: Annotated[int, typer.Option(help="Edge sites in the federation.")] = 10,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = DEMO_ROUNDS,
     local_epochs: Annotated[
         int, typer.Option(help="Epochs per site and round.")
     ] = DEMO_LOCAL_EPOCHS,
-    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    preset: Preset = "small",
     seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
     port: Annotated[int, typer.Option(help="Port of the app.")] = 8501,
 ) -> None:
@@ -76,11 +77,9 @@ CityDir = Annotated[Path | None, typer.Option("--city", help="Use this City fold
 def train(
     runs_dir: RunsDir = Path("runs"),
     city: CityDir = None,
-    districts: Annotated[
-        int, typer.Option(help="Districts of the synthetic city.")
-    ] = DEFAULT_DISTRICTS,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
-    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    districts: Districts = DEFAULT_DISTRICTS,
+    days: Days = DEFAULT_DAYS,
+    preset: Preset = "small",
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
 ) -> None:
@@ -100,11 +99,9 @@ def train(
 def evaluate_command(
     runs_dir: RunsDir = Path("runs"),
     city: CityDir = None,
-    districts: Annotated[
-        int, typer.Option(help="Districts of the synthetic city.")
-    ] = DEFAULT_DISTRICTS,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = DEFAULT_DAYS,
-    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    districts: Districts = DEFAULT_DISTRICTS,
+    days: Days = DEFAULT_DAYS,
+    preset: Preset = "small",
     epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 10,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
 ) -> None:
@@ -143,7 +140,7 @@ def federate(
     strategy: Annotated[
         str, typer.Option(help="fedavg, fedprox, fedadam, fedyogi, scaffold, fedbn or fedper.")
     ] = "fedavg",
-    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "small",
+    preset: Preset = "small",
     cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
     settings: Annotated[
         list[str] | None,
@@ -187,8 +184,8 @@ def federate(
 def benchmark_federation(
     runs_dir: RunsDir = Path("runs"),
     city: CityDir = None,
-    districts: Annotated[int, typer.Option(help="Districts of the synthetic city.")] = 400,
-    days: Annotated[int, typer.Option(help="Days of the synthetic record.")] = 60,
+    districts: Districts = 400,
+    days: Days = 60,
     sites: Annotated[int, typer.Option(help="Edge sites.")] = 300,
     alpha: Annotated[float, typer.Option(help="Dirichlet label skew (0: none).")] = 0.1,
     quantity_skew: Annotated[float, typer.Option(help="Lognormal sigma of site sizes.")] = 1.0,
@@ -198,7 +195,7 @@ def benchmark_federation(
     local_steps: Annotated[
         int, typer.Option(help="Fewest optimiser steps per site and round (0: off).")
     ] = 0,
-    preset: Annotated[str, typer.Option(help="RiskNet preset.")] = "tiny",
+    preset: Preset = "tiny",
     ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
         "scaffold,fedbn,fedadam"
     ),
