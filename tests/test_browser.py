@@ -122,29 +122,24 @@ def write_showcase_run(runs: Path) -> Path:
     plan = federation.sites
     predictions = synthetic_predictions(city.districts, n_windows=8)
     write_predictions(predictions, run_dir)
+    # Two rounds in the layout the server writes (`fedcore.federation.rounds`).
+    site_ids = [site.site_id for site in plan]
     records = []
-    for number in (0, 1, 2):
+    for number in (1, 2):
+        records += [
+            {"kind": "site", "round": number, "site": site, "num_examples": 64, "loss": 0.6}
+            for site in site_ids
+        ]
         records.append(
             {
+                "kind": "round",
                 "round": number,
-                "phase": "central-evaluate",
-                "scope": "server",
-                "loss": 0.7 - 0.1 * number,
-                "auprc-macro": 0.1 + 0.05 * number,
+                "sites": site_ids,
+                "failures": [],
+                "train_loss": 0.6,
+                "central": {"loss": 0.7 - 0.1 * number, "auprc-macro": 0.1 + 0.05 * number},
             }
         )
-    for number in (1, 2):
-        for index in range(len(plan)):
-            records.append(
-                {
-                    "round": number,
-                    "phase": "train",
-                    "scope": "site",
-                    "site-index": index,
-                    "train-loss": 0.6,
-                    "num-examples": 64,
-                }
-            )
     (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     write_manifest(
         run_dir,
