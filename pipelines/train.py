@@ -47,7 +47,6 @@ def model_config(preset: str, data: SiteData, domains: list[str], **overrides) -
         n_channels=len(samples.channels),
         n_static=data.n_static,
         text_dim=samples.text_dim,
-        neighbour_dim=samples.neighbour_dim,
         frame_size=int(samples.frames.shape[1]),
         **overrides,
     )

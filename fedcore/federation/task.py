@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
-from datasets import City, neighbour_width, static_features
+from datasets import City, static_features
 from datasets.partition_io import load_site, read_federation
 from fedcore.federation.settings import FederationSettings
 from fedcore.model import ModelConfig, RiskNet, build_model
@@ -110,7 +110,6 @@ def model_config_from_public(settings: FederationSettings, public: City) -> Mode
         n_channels=len(public.sensors.data_vars),
         n_static=int(static_features(public).shape[1]),
         text_dim=TEXT_DIM,
-        neighbour_dim=neighbour_width(TEXT_DIM, len(public.sensors.data_vars)),
         frame_size=frame_size,
     )
 

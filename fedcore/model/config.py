@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from datasets.samples import neighbour_width
+
 PRESETS: dict[str, dict] = {
     # Unit tests: a forward pass in milliseconds.
     "tiny": {"dim": 32, "image_channels": 8, "sensor_layers": 1, "fusion_layers": 1, "heads": 2},
@@ -36,8 +38,6 @@ class ModelConfig:
         n_channels: Sensor channels per time step.
         n_static: Public static attributes per district (graph node features).
         text_dim: Size of a report embedding from the frozen text encoder.
-        neighbour_dim: Size of a sample's neighbour context (what the districts
-            next door reported in the same look-back; `RiskSamples.neighbour_dim`).
         frame_size: Side of the square camera frames in pixels.
         dim: Width of every modality token and of the fusion.
         image_encoder: ``"convnet"`` (small presets) or ``"vit"`` (a ViT built
@@ -67,7 +67,6 @@ class ModelConfig:
     n_channels: int = 6
     n_static: int = 10
     text_dim: int = 384
-    neighbour_dim: int = 422
     frame_size: int = 16
     dim: int = 64
     image_encoder: str = "convnet"
@@ -92,6 +91,11 @@ class ModelConfig:
         if name not in PRESETS:
             raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], "preset": name, **overrides})
+
+    @property
+    def neighbour_dim(self) -> int:
+        """Size of a sample's neighbour context, as the data layer cuts it."""
+        return neighbour_width(self.text_dim, self.n_channels)
 
     def with_updates(self, **changes) -> ModelConfig:
         """A copy with some fields changed."""
