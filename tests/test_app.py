@@ -311,4 +311,27 @@ def test_map_coordinates_are_rounded_to_about_a_metre():
     square = Polygon([(139.123456789, 35.1), (139.2, 35.1), (139.2, 35.2), (139.123456789, 35.2)])
     drawn = gpd.GeoDataFrame({"name": ["a"]}, geometry=[square], crs="EPSG:4326")
     ring = district_features(drawn)["features"][0]["geometry"]["coordinates"][0]
-    assert ring[0] == [139.12346, 35.1]
+    assert all(round(value, 5) == value for point in ring for value in point)
+    assert abs(ring[0][0] - 139.1235) < 0.01 and abs(ring[0][1] - 35.1) < 0.01
+
+
+def test_map_borders_are_gaps_between_inset_districts():
+    import geopandas as gpd
+    from shapely.geometry import Polygon, shape
+
+    from app.components.risk_map import district_features, district_layer
+
+    west = Polygon([(139.0, 35.0), (139.01, 35.0), (139.01, 35.01), (139.0, 35.01)])
+    east = Polygon([(139.01, 35.0), (139.02, 35.0), (139.02, 35.01), (139.01, 35.01)])
+    sliver = Polygon([(139.0, 35.02), (139.02, 35.02), (139.02, 35.020001), (139.0, 35.020001)])
+    drawn = gpd.GeoDataFrame(
+        {"name": ["west", "east", "sliver"]}, geometry=[west, east, sliver], crs="EPSG:4326"
+    )
+    drawn_west, drawn_east, drawn_sliver = (
+        shape(feature["geometry"]) for feature in district_features(drawn)["features"]
+    )
+    assert drawn_west.within(west) and drawn_east.within(east)
+    assert drawn_west.distance(drawn_east) > 1e-5  # a visible gap where they touched
+    assert drawn_west.area > 0.8 * west.area  # the inset is a border, not a hole
+    assert not drawn_sliver.is_empty  # too thin to shrink: drawn as it is
+    assert district_layer(drawn, "x").stroked is False

@@ -300,45 +300,79 @@ def test_every_page_in_a_real_browser(served_app, tmp_path) -> None:
         print(f"README screenshot written: {target}")
 
 
+def wait_until_settled(page, quiet_ms: int = 500) -> None:
+    """Until the browser's main thread has run no long task (>50 ms) for ``quiet_ms``.
+
+    The previous page's map may still be drawing after Streamlit reports idle; a
+    timing that starts then would bill its work to the next page.
+    """
+    page.evaluate(
+        """quiet => new Promise(done => {
+            let last = performance.now();
+            new PerformanceObserver(() => { last = performance.now(); })
+                .observe({type: "longtask", buffered: false});
+            const check = () => performance.now() - last > quiet ? done() : setTimeout(check, 100);
+            setTimeout(check, 100);
+        })""",
+        quiet_ms,
+    )
+
+
 @pytest.mark.slow
 def test_map_page_renders_1000_districts_within_budget(served_app) -> None:
-    """The 1,000-district map page renders within 3 s of navigation, once warm.
+    """The 1,000-district map page renders within 3 s, once the app is warm.
 
     A benchmark, run on purpose on a quiet machine (``pytest -m slow -s -k 1000
     tests/test_browser.py``): it times a browser's wall clock, which any other job
-    on the same cores stretches (1.3 s alone, 3.1-11 s beside other work).
+    on the same cores stretches. Two timings, each the median of 5 after a
+    warm-up: reaching the map from the sidebar with the app open, and moving the
+    time slider one window on the map. Every timing starts with the browser settled.
     """
     sync_playwright, base, _, bench = served_app
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(60_000)
-        # Benchmark: the 1,000-district map after a warm-up load, reached from the
-        # sidebar with the app open (best of 3: other tenants of a 2-core machine
-        # add noise), and once by a full page load (printed, not held to the budget).
         bench_url = f"{base}/?run={bench.name}"
+        started = time.perf_counter()
         page.goto(bench_url, wait_until="commit")
         wait_for_map(page)
-        timings = []
-        for _ in range(3):
+        first_load = time.perf_counter() - started
+
+        navigation = []
+        for _ in range(5):
             page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Runs").click()
             page.get_by_text("Compare two runs").wait_for(state="visible")
             wait_until_idle(page)
+            wait_until_settled(page)
             started = time.perf_counter()
             page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Risk map").click()
             page.get_by_text("Hover a district").first.wait_for(state="visible")
             wait_for_map(page)
-            timings.append(time.perf_counter() - started)
-        seconds = min(timings)
-        wait_until_idle(page)
-        started = time.perf_counter()
-        page.goto(bench_url, wait_until="commit")
-        wait_for_map(page)
-        reload_seconds = time.perf_counter() - started
-        print(
-            f"\n1,000-district map page rendered in {seconds:.2f} s from the sidebar "
-            f"(best of {', '.join(f'{t:.2f}' for t in timings)}), {reload_seconds:.2f} s on a "
-            f"full page load (budget {RENDER_BUDGET_S} s)"
-        )
+            navigation.append(time.perf_counter() - started)
+
+        windows = sorted(pd.read_parquet(bench / "predictions.parquet")["window_start"].unique())
+        window_change = []
+        for position in range(1, 6):
+            wait_until_idle(page)
+            wait_until_settled(page)
+            started = time.perf_counter()
+            page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+            page.keyboard.press("ArrowRight")
+            wait_for_query(page, f"window={window_key(pd.Timestamp(windows[position]))}")
+            wait_until_idle(page)
+            wait_for_map(page)
+            window_change.append(time.perf_counter() - started)
         browser.close()
-    assert seconds <= RENDER_BUDGET_S
+
+    def summary(timings: list[float]) -> str:
+        return f"median {np.median(timings):.2f} s ({', '.join(f'{t:.2f}' for t in timings)})"
+
+    print(
+        f"\n1,000-district map page, budget {RENDER_BUDGET_S} s:"
+        f"\n  from the sidebar: {summary(navigation)}"
+        f"\n  next time window: {summary(window_change)}"
+        f"\n  first load (not held to the budget): {first_load:.2f} s"
+    )
+    assert np.median(navigation) <= RENDER_BUDGET_S
+    assert np.median(window_change) <= RENDER_BUDGET_S
