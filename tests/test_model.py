@@ -168,3 +168,22 @@ def test_encoding_once_and_fusing_per_hidden_modality_matches_forward(tiny):
         tiny.fuse(tokens, present, batch["clock"], drop)["logits"],
         tiny(batch, graph, drop=drop)["logits"],
     )
+
+
+@pytest.mark.parametrize("encoder", ["convnet", "vit"])
+def test_image_encoders_see_frames_standardised(encoder):
+    """Both image encoders feed their first layer ImageNet-standardised frames."""
+    from transformers.image_utils import IMAGENET_DEFAULT_MEAN
+
+    from dataclasses import replace
+
+    config = replace(
+        ModelConfig.preset_config("tiny"), image_encoder=encoder, image_size=16, image_layers=1
+    )
+    image = build_model(config).image
+    first = image.net[0] if encoder == "convnet" else image.vit.embeddings.patch_embeddings
+    seen = []
+    first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    grey = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1).expand(2, 3, 16, 16)
+    image(grey.contiguous())
+    assert torch.allclose(seen[0], torch.zeros_like(seen[0]), atol=1e-6)
