@@ -76,7 +76,9 @@ class FederationBenchOptions:
             would in all rounds of the federation).
         local_epochs: Epochs per site and round.
         local_steps: Fewest optimiser steps per site and round (see
-            `FederationSettings.local_steps`).
+            `FederationSettings.local_steps`). 20: at 30 sites (60 districts,
+            Dir(0.1)) one epoch a round (3-11 steps a site) left FedAvgM at
+            validation AUPRC 0.056 after 6 rounds, 20 steps at 0.075.
         preset: RiskNet preset.
         ours: Our strategies to compare (the best on validation is "best of ours").
         central_epochs: Most epochs of the centralised trainer (early stopping).
@@ -93,7 +95,7 @@ class FederationBenchOptions:
     share_without_cameras: float = 0.3
     rounds: int = 10
     local_epochs: int = 1
-    local_steps: int = 0
+    local_steps: int = 20
     preset: str = "tiny"
     ours: tuple[str, ...] = ("scaffold", "fedbn", "fedadam")
     central_epochs: int = 20
