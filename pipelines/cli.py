@@ -194,7 +194,7 @@ def benchmark_federation(
     local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
     local_steps: Annotated[
         int, typer.Option(help="Fewest optimiser steps per site and round (0: off).")
-    ] = 0,
+    ] = 20,
     preset: Preset = "tiny",
     ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
         "scaffold,fedbn,fedadam"

@@ -28,16 +28,41 @@ def test_overhead_counts_warm_rounds_against_compute_per_core():
 
 def test_best_of_ours_is_picked_on_validation_and_scaled_by_centralised():
     central = {"method": "centralised", "test": {"auprc-macro": 0.5}}
+    central_sites = {
+        "method": "centralised (sites' data)",
+        "test": {"auprc-macro": 0.3},
+        "test_sites": {"auprc-macro": 0.4},
+    }
+
+    def row(method, test, validation, sites):
+        return {
+            "method": method,
+            "test": {"auprc-macro": test},
+            "validation": {"auprc-macro": validation},
+            "test_sites": {"auprc-macro": sites},
+        }
+
     federated = [
-        {"method": "fedavg", "test": {"auprc-macro": 0.4}, "validation": {"auprc-macro": 0.4}},
-        {"method": "scaffold", "test": {"auprc-macro": 0.49}, "validation": {"auprc-macro": 0.3}},
-        {"method": "fedbn", "test": {"auprc-macro": 0.45}, "validation": {"auprc-macro": 0.35}},
+        row("fedavg", 0.4, 0.4, 0.3),
+        row("scaffold", 0.49, 0.3, 0.3),
+        row("fedbn", 0.45, 0.35, 0.36),
     ]
-    local = {"method": "local-only", "test": {"auprc-macro": 0.2}}
-    result = summarise(central, federated, local, None)
+    local = {"method": "local-only", "test": {}, "test_sites": {"auprc-macro": 0.2}}
+    result = summarise([central, central_sites], federated, local, None)
     methods = [row["method"] for row in result["rows"]]
-    assert methods == ["centralised", "fedavg", "best of ours: fedbn", "scaffold", "local-only"]
-    assert result["rows"][2]["x_centralised"] == pytest.approx(0.9)
+    assert methods == [
+        "centralised",
+        "centralised (sites' data)",
+        "fedavg",
+        "best of ours: fedbn",
+        "scaffold",
+        "local-only",
+    ]
+    best = result["rows"][3]
+    assert best["x_centralised"] == pytest.approx(0.9)  # 0.45 / 0.5 on the pooled city
+    assert best["x_centralised_sites"] == pytest.approx(0.9)  # 0.36 / 0.4 on the sites' view
+    assert result["rows"][-1]["x_centralised"] is None
+    assert result["rows"][-1]["x_centralised_sites"] == pytest.approx(0.5)
 
 
 @pytest.mark.slow
@@ -54,10 +79,19 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
     bench_dir, result = run_federation_benchmark(options, tmp_path, progress=lambda line: None)
     saved = json.loads((bench_dir / "benchmark.json").read_text())
     methods = [row["method"] for row in saved["rows"]]
-    assert methods == ["centralised", "fedavg", "fedprox", "best of ours: scaffold", "local-only"]
+    assert methods == [
+        "centralised",
+        "centralised (sites' data)",
+        "fedavg",
+        "fedprox",
+        "best of ours: scaffold",
+        "local-only",
+    ]
     for row in saved["rows"]:
+        assert 0 < row["test_sites"]["auprc-macro"] <= 1
+    for row in saved["rows"][:-1]:
         assert 0 < row["test"]["auprc-macro"] <= 1
-    for row in saved["rows"][1:4]:
+    for row in saved["rows"][2:5]:
         assert row["rounds"] == 2 and row["overhead"] > 0 and row["failures"] == 0
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
-    assert benchmark_table(result).row_count == 5
+    assert benchmark_table(result).row_count == 6

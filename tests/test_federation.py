@@ -213,3 +213,13 @@ def test_settings_round_trip_and_reject_bad_values():
     with pytest.raises(ValueError, match="fraction-train"):
         FederationSettings(fraction_train=0.0)
     assert np.isfinite(FederationSettings().round_timeout_s)
+
+
+def test_server_learning_rate_is_the_strategys_own_unless_set():
+    assert FederationSettings(strategy="fedavgm").server_step == 1.0
+    assert FederationSettings(strategy="fedadam").server_step == 0.01
+    assert FederationSettings(strategy="fedadam", server_lr=0.2).server_step == 0.2
+    with pytest.raises(ValueError, match="server-momentum"):
+        FederationSettings(strategy="fedavgm", server_momentum=1.0)
+    with pytest.raises(ValueError, match="server-lr"):
+        FederationSettings(server_lr=-0.1)

@@ -19,6 +19,7 @@ from fedcore.federation.strategies import (
     CONTROL_KEY,
     KizashiFedAdam,
     KizashiFedAvg,
+    KizashiFedAvgM,
     KizashiFedProx,
     KizashiFedYogi,
     Scaffold,
@@ -155,6 +156,36 @@ def test_adaptive_strategies_resume_with_their_moments(kind):
     assert not np.allclose(expected["body"].numpy(), current["body"])
 
 
+def test_fedavgm_steps_on_momentum_of_the_averaged_update_and_resumes():
+    def fresh():
+        return KizashiFedAvgM(
+            head_keys=HEADS,
+            n_domains=N_DOMAINS,
+            server_lr=0.5,
+            server_momentum=0.9,
+            min_train_nodes=1,
+            min_available_nodes=1,
+        )
+
+    first = fresh()
+    _start(first, CURRENT)
+    after_one, _ = first.aggregate_train(1, list(_two_sites()))
+    # round 1: g = 0 - 4 = -4 (FedAvg of the bodies is 4), m = g, w = 0 - 0.5 * -4
+    assert after_one["body"].numpy() == pytest.approx([2.0] * 3)
+    assert first.state_arrays()["momentum/body"] == pytest.approx([-4.0] * 3)
+    resumed = fresh()
+    resumed.load_state_arrays(first.state_arrays())
+    current = {key: array.numpy() for key, array in after_one.items()}
+    for strategy in (first, resumed):
+        _start(strategy, current)
+        arrays, _ = strategy.aggregate_train(2, list(_two_sites()))
+        # round 2: g = 2 - 4 = -2, m = 0.9 * -4 + -2 = -5.6, w = 2 - 0.5 * -5.6
+        assert arrays["body"].numpy() == pytest.approx([4.8] * 3)
+    # domain 1's rows (only site A labels it: mean 1.0) ride the same momentum:
+    # round 1: 7 - 0.5 * 6 = 4; round 2: m = 0.9 * 6 + 3 = 8.4, 4 - 0.5 * 8.4
+    assert arrays["heads.bias"].numpy()[2:] == pytest.approx([-0.2, -0.2])
+
+
 def test_scaffold_sends_control_and_moves_it_by_mean_delta():
     strategy = Scaffold(
         control_keys=["body"],
@@ -194,6 +225,9 @@ def test_make_strategy_uses_flowers_classes_with_the_run_knobs():
     adam = make(strategy="fedadam", server_lr=0.05, server_tau=0.01)
     assert isinstance(adam, FedAdam) and adam.eta == 0.05 and adam.tau == 0.01
     assert isinstance(make(strategy="fedyogi"), FedYogi)
+    avgm = make(strategy="fedavgm", server_lr=0.7, server_momentum=0.5)
+    assert isinstance(avgm, KizashiFedAvgM)
+    assert (avgm.server_lr, avgm.server_momentum) == (0.7, 0.5)
     assert isinstance(make(strategy="scaffold"), Scaffold)
     assert type(make(strategy="fedbn")) is KizashiFedAvg
     assert make(min_train_sites=7).min_train_nodes == 7

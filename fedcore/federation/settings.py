@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
 LOCAL_LAYER_KINDS = ("norm", "head")
 # Layers a strategy keeps at the site unless ``local-layers`` says otherwise.
 DEFAULT_LOCAL_LAYERS = {"fedbn": "norm", "fedper": "head"}
+# Server learning rate a strategy takes unless ``server-lr`` says otherwise: a
+# momentum step scales the averaged update (1: FedAvg's own size), an adaptive
+# one moves each weight by about eta a round, so they live on different scales.
+DEFAULT_SERVER_LR = {"fedavgm": 1.0, "fedadam": 0.01, "fedyogi": 0.01}
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,9 @@ class FederationSettings:
             (``norm``: FedBN, ``head``: personalised heads); ``default`` takes the
             strategy's own (fedbn: norm, fedper: head, others: none).
         proximal_mu: FedProx's proximal weight.
-        server_lr: Server learning rate of FedAdam/FedYogi (eta) and SCAFFOLD.
+        server_lr: Server learning rate: FedAvgM's step on its momentum, FedAdam's
+            and FedYogi's eta; 0 takes the strategy's own (`DEFAULT_SERVER_LR`).
+        server_momentum: FedAvgM's server momentum (heavy ball on the averaged update).
         server_beta1: FedAdam/FedYogi first-moment decay.
         server_beta2: FedAdam/FedYogi second-moment decay.
         server_tau: FedAdam/FedYogi adaptivity (added to the root of the second moment).
@@ -91,7 +97,8 @@ class FederationSettings:
     strategy: str = "fedavg"
     local_layers: str = "default"
     proximal_mu: float = 0.01
-    server_lr: float = 0.1
+    server_lr: float = 0.0
+    server_momentum: float = 0.9
     server_beta1: float = 0.9
     server_beta2: float = 0.99
     server_tau: float = 1e-3
@@ -126,7 +133,8 @@ class FederationSettings:
             "round-timeout-s": self.round_timeout_s > 0,
             "keep-checkpoints": self.keep_checkpoints >= 0,
             "proximal-mu": self.proximal_mu >= 0,
-            "server-lr": self.server_lr > 0,
+            "server-lr": self.server_lr >= 0,
+            "server-momentum": 0 <= self.server_momentum < 1,
             "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
             "lr-schedule": self.lr_schedule in ("cosine", "constant"),
         }
@@ -173,6 +181,11 @@ class FederationSettings:
             return self.lr
         done = min(max(server_round - 1, 0), self.num_rounds) / self.num_rounds
         return self.lr * 0.5 * (1 + math.cos(math.pi * done))
+
+    @property
+    def server_step(self) -> float:
+        """The server learning rate this run uses (see ``server_lr``)."""
+        return self.server_lr or DEFAULT_SERVER_LR.get(self.strategy, 1.0)
 
     @property
     def domain_list(self) -> list[str]:

@@ -113,6 +113,52 @@ class KizashiFedProx(SiteAware, FedProx):
     """Flower's FedProx (sites add ``proximal-mu / 2 * ||w - w_global||^2``)."""
 
 
+class KizashiFedAvgM(SiteAware, FedAvg):
+    """FedAvg with server momentum (FedAvgM, Hsu et al., 2019), resumable.
+
+    The pseudo-gradient ``g = w - mean(w_i)`` feeds a heavy-ball momentum
+    ``m = beta * m + g`` (``m = g`` in the first round, as PyTorch's SGD and
+    Flower's ``FedAvgM`` do) and the model moves by ``-server_lr * m``. Flower's
+    ``FedAvgM`` keeps its momentum as an unnamed list; this one names it by array
+    key so a checkpoint can hold it.
+
+    Args:
+        server_lr: Step size on the momentum.
+        server_momentum: Momentum decay ``beta``.
+        **kwargs: Passed to `SiteAware` and FedAvg.
+    """
+
+    def __init__(self, *, server_lr: float, server_momentum: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.server_lr = server_lr
+        self.server_momentum = server_momentum
+        self.momentum: dict[str, np.ndarray] = {}
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        """Average as FedAvg, then take a momentum step from the round's starting arrays."""
+        averaged, metrics = super().aggregate_train(server_round, replies)
+        if averaged is None:
+            return averaged, metrics
+        moved = {}
+        for key, array in averaged.items():
+            start = self.round_arrays[key]
+            step = start - array.numpy()
+            if key in self.momentum:
+                step = self.server_momentum * self.momentum[key] + step
+            self.momentum[key] = step.astype(start.dtype)
+            moved[key] = Array(np.asarray(start - self.server_lr * step, dtype=start.dtype))
+        return ArrayRecord(moved), metrics
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The server momentum, ``momentum/<key>``."""
+        return {f"momentum/{key}": value for key, value in self.momentum.items()}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the server momentum."""
+        prefix = "momentum/"
+        self.momentum = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
 class AdaptiveState:
     """Checkpoint state of Flower's FedOpt family: first and second moments."""
 
@@ -218,7 +264,7 @@ def make_strategy(
         "min_available_nodes": settings.min_available_sites or settings.min_train_sites,
     }
     adaptive = {
-        "eta": settings.server_lr,
+        "eta": settings.server_step,
         "eta_l": settings.lr,
         "beta_1": settings.server_beta1,
         "beta_2": settings.server_beta2,
@@ -231,6 +277,10 @@ def make_strategy(
         return KizashiFedAdam(**common, **adaptive)
     if name == "fedyogi":
         return KizashiFedYogi(**common, **adaptive)
+    if name == "fedavgm":
+        return KizashiFedAvgM(
+            server_lr=settings.server_step, server_momentum=settings.server_momentum, **common
+        )
     if name == "scaffold":
         return Scaffold(control_keys=control_keys, **common)
     return KizashiFedAvg(**common)
