@@ -40,6 +40,10 @@ def synthetic_districts(n_districts: int, rng: np.random.Generator) -> gpd.GeoDa
     return add_synthetic_attributes(districts, rng)
 
 
+CAMERA_SHARE = 0.8  # districts with a street camera
+LOW_GROUND_M = 10.0  # below this elevation most districts have a water-level gauge
+
+
 def add_synthetic_attributes(
     districts: gpd.GeoDataFrame, rng: np.random.Generator
 ) -> gpd.GeoDataFrame:
@@ -72,9 +76,13 @@ def add_synthetic_attributes(
         "distance_to_river_km": distance_km,
         "elevation_m": np.clip(2 + 9 * distance_km + rng.normal(0, 2, n_districts), 0, None),
         "nightlife": np.clip(commercial * rng.uniform(0.5, 1.5, n_districts), 0, 1),
-        "has_camera": rng.random(n_districts) < 0.6,
+        "has_camera": rng.random(n_districts) < CAMERA_SHARE,
         "has_pedestrian_counter": rng.random(n_districts) < 0.4,
     }
+    # Water-level gauges stand in drains and along the river: most low districts
+    # have one, few high ones.
+    low = drawn["elevation_m"] < LOW_GROUND_M
+    drawn["has_water_gauge"] = rng.random(n_districts) < np.where(low, 0.9, 0.15)
     for column, values in drawn.items():
         if column not in districts.columns:
             districts[column] = values

@@ -10,6 +10,7 @@ from datasets.synthetic_clock import local_hour
 CHUNK = 4096  # frames rendered at once: bounds memory for big cities
 SKY, WET_SKY = np.array([90, 140, 220]), np.array([120, 120, 130])
 GROUND, ROAD = np.array([70, 80, 70]), np.array([60, 60, 65])
+LANTERN = np.array([255, 190, 40])
 PERSON, CAR_FRONT, CAR_BACK = (
     np.array([255, 230, 200]),
     np.array([220, 30, 30]),
@@ -24,7 +25,8 @@ def render_frames(
 
     Brightness follows the local hour, rain greys the sky and adds noise, people
     are bright dots on the lower half (as many as the crowd factor), vehicles are
-    red-and-white blobs on the road (as many as the traffic factor).
+    red-and-white blobs on the road (as many as the traffic factor), and on a
+    festival day a string of lanterns hangs over the stalls from the morning on.
 
     Returns:
         ``(frames, index)``: uint8 ``(n, size, size, 3)`` and a frame index with
@@ -57,6 +59,10 @@ def _render_chunk(district, step, hours, hidden, size: int, rng) -> np.ndarray:
     image[:, :half] = ((SKY * (1 - wet) + WET_SKY * wet) * light)[:, None, None, :]
     image[:, half:] = (GROUND * light)[:, None, None, :]
     image[:, half - 2 : half + 1] = (ROAD * light)[:, None, None, :]
+    festive = hidden["preparing"][district, step] > 0
+    lanterns = rng.random((n, size)) < 0.5
+    row = half - 4
+    image[:, row][festive[:, None] & lanterns] = LANTERN
     people = rng.poisson(6 * hidden["crowd"][district, step])
     owner = np.repeat(np.arange(n), people)
     image[owner, rng.integers(half + 1, size, len(owner)), rng.integers(0, size, len(owner))] = (

@@ -4,11 +4,19 @@ The generator draws hidden factors — storms, heat, festivals, night life, low
 ground — and derives every observation and every event from them, so that each
 modality sees part of the cause and none sees all of it:
 
-- rain and heat are measured only by the sensors;
-- festivals are announced only in text reports, hours before the crowd comes;
+- rain and heat are measured by the sensors (rain also wets the camera frames);
+- festivals are announced in text reports, hours before the crowd comes, and
+  their stalls show in camera frames from the morning of the day;
 - crowding shows in camera frames, and in pedestrian counters where they exist;
-- low ground and night life are public static attributes of the districts;
+- low ground and night life are public static attributes of the districts; the
+  water-level gauges that stand in most low districts see rain pooling there;
 - risk spills over to neighbours through the district graph.
+
+Every strong cause is seen by two modalities where the city has the devices
+(festivals: reports and cameras; flooding: low ground and water gauges), as in a
+real city, so a model can lose one modality and still see it; each modality
+also sees something no other does (festivals where no camera stands, heat,
+crowding where no counter stands, low ground without a gauge).
 
 Everything is drawn from one seed, so the same arguments give the same city.
 """
@@ -30,6 +38,7 @@ from datasets.synthetic_clock import CITY_START, UTC_OFFSET_HOURS, local_hour
 
 SENSOR_INTERVALS_HOURS = np.array([1, 2, 3])
 SENSOR_INTERVAL_SHARES = np.array([0.7, 0.2, 0.1])
+PREPARATION_HOURS = 9  # stalls go up this long before a festival's crowd starts
 TARGET_WINDOW_RATE = {"traffic": 0.06, "safety": 0.05, "crowd": 0.03, "disaster": 0.03}
 EVENT_KINDS = {
     "traffic": ("traffic_accident",),
@@ -155,6 +164,7 @@ def _hidden_factors(districts, graph, times, rng) -> dict[str, np.ndarray]:
     crowd = crowd + _ar1(rng, (n, steps), 0.9, 0.15)
     festival = np.zeros((n, steps))
     announced = np.zeros((n, steps))
+    preparing = np.zeros((n, steps))
     for _ in range(rng.poisson(0.3 * n * days / 7) + 1):
         district = rng.integers(0, n)
         day = rng.integers(0, int(days))
@@ -165,6 +175,7 @@ def _hidden_factors(districts, graph, times, rng) -> dict[str, np.ndarray]:
         lo, hi = max(start - 3, 0), min(start + 6, steps)
         festival[district, lo:hi] = np.maximum(festival[district, lo:hi], ramp[: hi - lo])
         announced[district, start] = 1.0
+        preparing[district, max(start - PREPARATION_HOURS, 0) : hi] = 1.0
     crowd = np.clip(crowd + festival, 0, None)
 
     traffic_profile = 0.4 + np.exp(-((hour - 8) ** 2) / 3) + np.exp(-((hour - 18) ** 2) / 4)
@@ -180,6 +191,7 @@ def _hidden_factors(districts, graph, times, rng) -> dict[str, np.ndarray]:
         "crowd": crowd,
         "festival": festival,
         "announced": announced,
+        "preparing": preparing,
         "traffic": traffic,
         "night": np.broadcast_to(night, (n, steps)),
         "adjacency": _row_normalised_adjacency(graph, n),
@@ -232,6 +244,9 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
     population = districts["population"].to_numpy()
     pedestrians = (population[:, None] / 40) * hidden["crowd"] * rng.lognormal(0, 0.2, (n, steps))
     pedestrians[~has_counter] = np.nan
+    rain_6h = pd.DataFrame(hidden["rain"].T).rolling(6, min_periods=1).sum().to_numpy().T
+    water_level = 5 + 12 * rain_6h * _lowness(districts) + rng.normal(0, 1.0, (n, steps))
+    water_level[~districts["has_water_gauge"].to_numpy()] = np.nan
     channels = {
         "traffic_volume": 900 * hidden["traffic"],
         "pedestrian_count": pedestrians,
@@ -241,6 +256,7 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
             70 - 1.5 * (hidden["temperature"] - 26) + 8 * np.minimum(hidden["rain"], 3), 20, 100
         ),
         "noise_db": 45 + 8 * hidden["traffic"] + rng.normal(0, 1, (n, steps)),
+        "water_level_cm": np.clip(water_level, 0, None),
     }
     outage = rng.random((n, steps // 24 + 1)) < 0.03
     outage = np.repeat(outage, 24, axis=1)[:, :steps]
@@ -264,8 +280,7 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
 
 def _event_counts(districts, hidden, spillover: float, rng) -> dict[str, np.ndarray]:
     """Hourly event counts per domain, drawn from rates the hidden factors set."""
-    elevation = districts["elevation_m"].to_numpy()
-    lowness = np.clip((20 - elevation) / 20, 0, 1)[:, None]
+    lowness = _lowness(districts)
     nightlife = districts["nightlife"].to_numpy()[:, None]
     rain_6h = pd.DataFrame(hidden["rain"].T).rolling(6, min_periods=1).sum().to_numpy().T
     flood = _unit_mean(np.square(rain_6h) * lowness**2)
@@ -288,6 +303,11 @@ def _event_counts(districts, hidden, spillover: float, rng) -> dict[str, np.ndar
         counts[domain] = rng.poisson(rate)
     hidden["flood_rate"] = hidden["rate_disaster"] * hidden["flood_share"]
     return counts
+
+
+def _lowness(districts) -> np.ndarray:
+    """How low each district lies, 0 (20 m and up) to 1 (sea level), as a column."""
+    return np.clip((20 - districts["elevation_m"].to_numpy()) / 20, 0, 1)[:, None]
 
 
 def _unit_mean(values: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ def samples(tiny_city):
 def test_sample_is_a_dict_with_fixed_keys(samples):
     sample = samples[0]
     assert set(sample) == set(SAMPLE_KEYS)
-    assert sample["series"].shape == (24, 6)
+    assert sample["series"].shape == (24, 7)
     assert sample["series_time"].shape == (24,)
     assert float(sample["series_time"].max()) < 0  # the context lies before the window
     assert sample["image"].shape == (3, 16, 16)

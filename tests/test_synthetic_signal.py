@@ -1,7 +1,11 @@
 """The synthetic city's risks have known causes, each seen by some modalities only.
 
-For every modality a hidden factor is chosen that, by design, only it sees; a
-logistic probe on all modalities must then beat a probe on all the others. And
+For every modality a hidden factor is chosen that, by design, only it sees (where
+the city lacks the device that would also see it); a logistic probe on all
+modalities must then beat a probe on all the others. Strong causes are seen twice
+where the devices stand: a probe without reports still finds festivals where a
+camera watches, and one without static attributes still finds floods where a
+water gauge stands. And
 risk must spread along the district graph: a neighbour's festival raises a
 district's crowd events only when spill-over is on.
 """
@@ -41,6 +45,7 @@ def _hidden_targets(city, oracle, samples):
     hour = local_hour(samples.starts)[samples.window]
     camera = city.districts["has_camera"].to_numpy()[district]
     counter = city.districts["has_pedestrian_counter"].to_numpy()[district]
+    gauge = city.districts["has_water_gauge"].to_numpy()[district]
     crowd = oracle.factors["crowd"][district, position - 1]
     usual = pd.Series(crowd).groupby([district, hour]).transform("mean").to_numpy()
     unusual_crowd = crowd - usual
@@ -49,14 +54,15 @@ def _hidden_targets(city, oracle, samples):
     everywhere = np.ones(len(district), dtype=bool)
     unwatched = camera & ~counter
     return {
-        # A festival in the coming hours: announced only in reports.
-        "text": (in_horizon("announced") > 0, (hour >= 12) & (hour <= 20)),
+        # A festival in the coming hours where no camera sees the stalls: only reports.
+        "text": (in_horizon("announced") > 0, (hour >= 12) & (hour <= 20) & ~camera),
         # Unusual crowding where no pedestrian counter stands: only cameras see it.
         "image": (unusual_crowd > np.quantile(unusual_crowd[unwatched], 0.75), unwatched),
         # Heat: only the temperature sensors measure it.
         "sensor": (temperature > np.quantile(temperature, 0.75), everywhere),
-        # Flooding needs rain (sensors) on low ground (static attributes).
-        "static": (flood > np.quantile(flood[flood > 0], 0.5), everywhere),
+        # Flooding needs rain (sensors) on low ground (static attributes) where no
+        # water gauge sees the water pool.
+        "static": (flood > np.quantile(flood[flood > 0], 0.5), ~gauge),
     }
 
 
@@ -72,6 +78,24 @@ def test_each_modality_sees_what_the_others_cannot(world, modality):
     without_it = probe_auroc(others[keep], label[keep], train[keep])
     assert with_it >= 0.6
     assert with_it - without_it >= 0.04, (modality, with_it, without_it)
+
+
+@pytest.mark.parametrize(
+    ("cause", "without", "device"),
+    [("text", "text", "has_camera"), ("static", "static", "has_water_gauge")],
+)
+def test_strong_causes_are_seen_twice_where_the_devices_stand(world, cause, without, device):
+    city, oracle, samples, features = world
+    label, _ = _hidden_targets(city, oracle, samples)[cause]
+    hour = local_hour(samples.starts)[samples.window]
+    watched = city.districts[device].to_numpy()[samples.district]
+    keep = watched & ((hour >= 12) & (hour <= 20) if cause == "text" else True)
+    train = samples.window < len(samples.starts) * 0.6
+    together = np.concatenate(list(features.values()), axis=1)
+    others = np.concatenate([f for name, f in features.items() if name != without], axis=1)
+    with_it = probe_auroc(together[keep], label[keep], train[keep])
+    without_it = probe_auroc(others[keep], label[keep], train[keep])
+    assert without_it >= 0.75 and with_it - without_it <= 0.05, (cause, with_it, without_it)
 
 
 def _neighbour_festival_effect(spillover: float) -> float:
