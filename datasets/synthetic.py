@@ -244,7 +244,7 @@ def _sensors(districts, times, hidden, rng) -> xr.Dataset:
     population = districts["population"].to_numpy()
     pedestrians = (population[:, None] / 40) * hidden["crowd"] * rng.lognormal(0, 0.2, (n, steps))
     pedestrians[~has_counter] = np.nan
-    rain_6h = pd.DataFrame(hidden["rain"].T).rolling(6, min_periods=1).sum().to_numpy().T
+    rain_6h = _rain_6h(hidden["rain"])
     water_level = 5 + 12 * rain_6h * _lowness(districts) + rng.normal(0, 1.0, (n, steps))
     water_level[~districts["has_water_gauge"].to_numpy()] = np.nan
     channels = {
@@ -282,7 +282,7 @@ def _event_counts(districts, hidden, spillover: float, rng) -> dict[str, np.ndar
     """Hourly event counts per domain, drawn from rates the hidden factors set."""
     lowness = _lowness(districts)
     nightlife = districts["nightlife"].to_numpy()[:, None]
-    rain_6h = pd.DataFrame(hidden["rain"].T).rolling(6, min_periods=1).sum().to_numpy().T
+    rain_6h = _rain_6h(hidden["rain"])
     flood = _unit_mean(np.square(rain_6h) * lowness**2)
     heat = _unit_mean(np.square(np.clip(hidden["temperature"] - 31, 0, None)))
     rates = {
@@ -303,6 +303,11 @@ def _event_counts(districts, hidden, spillover: float, rng) -> dict[str, np.ndar
         counts[domain] = rng.poisson(rate)
     hidden["flood_rate"] = hidden["rate_disaster"] * hidden["flood_share"]
     return counts
+
+
+def _rain_6h(rain: np.ndarray) -> np.ndarray:
+    """Rain summed over each hour and the 5 before it: what pools and floods."""
+    return pd.DataFrame(rain.T).rolling(6, min_periods=1).sum().to_numpy().T
 
 
 def _lowness(districts) -> np.ndarray:
