@@ -2,8 +2,8 @@
 
 Run ``python -m pipelines.bench_train_step --preset base --device cuda --batch 64``.
 A step is forward + backward + AdamW on a batch shaped like the default city's
-samples (24 hourly sensor steps of 6 channels, 8 reports, a 16-px frame, a
-400-district graph). On CUDA it compares bf16 autocast with fp32 in one run.
+samples (24 hourly sensor steps of 7 channels, 8 reports, a 16-px frame, the
+neighbours' context, a 400-district graph with 11 static attributes). On CUDA it compares bf16 autocast with fp32 in one run.
 It prints a table and writes JSON. It imports only torch and fedcore.model, so
 it runs on a GPU machine that has no geo stack.
 """
@@ -38,6 +38,7 @@ def random_batch(config: ModelConfig, size: int, districts: int, device: str) ->
         "text_time": -24 * torch.rand(size, 8, generator=generator),
         "text_mask": torch.rand(size, 8, generator=generator) > 0.5,
         "clock": torch.rand(size, 4, generator=generator) * 2 - 1,
+        "neighbours": torch.randn(size, config.neighbour_dim, generator=generator),
         "targets": torch.poisson(torch.full((size, len(config.domains)), 0.05)),
     }
     edges = torch.randint(0, districts, (2, districts * 6), generator=generator)
@@ -92,7 +93,7 @@ def main(
     from rich.table import Table
 
     torch.manual_seed(0)
-    config = ModelConfig.preset_config(preset, domains=DOMAINS, n_channels=6, n_static=9)
+    config = ModelConfig.preset_config(preset, domains=DOMAINS, n_channels=7, n_static=11)
     model = build_model(config).to(device).train()
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     rows = []
