@@ -173,9 +173,9 @@ def test_encoding_once_and_fusing_per_hidden_modality_matches_forward(tiny):
 @pytest.mark.parametrize("encoder", ["convnet", "vit"])
 def test_image_encoders_see_frames_standardised(encoder):
     """Both image encoders feed their first layer ImageNet-standardised frames."""
-    from transformers.image_utils import IMAGENET_DEFAULT_MEAN
-
     from dataclasses import replace
+
+    from transformers.image_utils import IMAGENET_DEFAULT_MEAN
 
     config = replace(
         ModelConfig.preset_config("tiny"), image_encoder=encoder, image_size=16, image_layers=1

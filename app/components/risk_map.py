@@ -302,7 +302,7 @@ def district_features(drawn: gpd.GeoDataFrame) -> dict:
 
 
 def district_layer(drawn: gpd.GeoDataFrame, layer_id: str, **options) -> pdk.Layer:
-    """Districts filled with their ``fill_color`` column, borders left as gaps: every map's base layer."""
+    """Districts filled with their ``fill_color`` column, borders left as gaps (every map)."""
     return pdk.Layer(
         "GeoJsonLayer",
         data=district_features(drawn),

@@ -49,8 +49,14 @@ def checkpoints_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep: int = 0) -> Path:
-    """Write ``checkpoint`` atomically; keep only the newest ``keep`` (0: all)."""
+def save_checkpoint(
+    run_dir: str | Path, checkpoint: Checkpoint, keep: int = 0, protect: int | None = None
+) -> Path:
+    """Write ``checkpoint`` atomically; keep only the newest ``keep`` (0: all) and ``protect``.
+
+    ``protect`` names a round whose checkpoint stays whatever its age: the round
+    the run has selected so far (see `fedcore.federation.selection`).
+    """
     arrays = {f"model/{key}": value for key, value in checkpoint.model.items()}
     arrays.update({f"strategy/{key}": value for key, value in checkpoint.strategy.items()})
     arrays = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
@@ -68,6 +74,8 @@ def save_checkpoint(run_dir: str | Path, checkpoint: Checkpoint, keep: int = 0) 
     write_folder_atomically(target, write)
     if keep:
         for old in _complete_rounds(run_dir)[:-keep]:
+            if old == protect:
+                continue
             shutil.rmtree(checkpoints_dir(run_dir) / f"round-{old:04d}", ignore_errors=True)
     return target
 
@@ -87,9 +95,18 @@ def _complete_rounds(run_dir: str | Path) -> list[int]:
 def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     """The checkpoint of the last complete round, or None when the run has none."""
     rounds = _complete_rounds(run_dir)
-    if not rounds:
-        return None
-    folder = checkpoints_dir(run_dir) / f"round-{rounds[-1]:04d}"
+    return read_checkpoint(run_dir, rounds[-1]) if rounds else None
+
+
+def read_checkpoint(run_dir: str | Path, server_round: int) -> Checkpoint:
+    """The checkpoint of ``server_round``.
+
+    Raises:
+        FileNotFoundError: The run holds no complete checkpoint of that round.
+    """
+    if server_round not in _complete_rounds(run_dir):
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint of round {server_round}")
+    folder = checkpoints_dir(run_dir) / f"round-{server_round:04d}"
     facts = json.loads((folder / "state.json").read_text())
     if facts.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"{folder}: checkpoint format {facts.get('format_version')} unknown")

@@ -23,11 +23,13 @@ from flwr.serverapp import Grid, ServerApp
 from fedcore.federation.checkpoints import (
     Checkpoint,
     latest_checkpoint,
+    read_checkpoint,
     save_checkpoint,
     trim_metrics_after,
 )
 from fedcore.federation.layers import head_keys
 from fedcore.federation.rounds import run_rounds
+from fedcore.federation.selection import Selection, selection_source, update_selection
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.strategies import make_strategy
 from fedcore.federation.task import (
@@ -38,6 +40,7 @@ from fedcore.federation.task import (
     model_from_arrays,
 )
 from fedcore.model import ModelConfig, build_model, save_model
+from fedcore.run_log import append_metrics
 from fedcore.site_data import load_city_cached
 from fedcore.training import evaluate
 
@@ -88,17 +91,24 @@ def _central_evaluation(settings: FederationSettings, config: ModelConfig):
 def run_federation(
     grid: Grid, settings: FederationSettings, progress: Progress | None = None
 ) -> ArrayRecord:
-    """Run (or resume) every round; checkpoint each; save the final model into the run."""
+    """Run (or resume) every round; checkpoint each; save the selected round's model.
+
+    The run's ``model/`` is the global model of the round `fedcore.federation.selection`
+    picks (the best on validation windows, or the last); ``metrics.jsonl`` ends
+    with a ``kind: model`` line that names it. Returns the last round's arrays.
+    """
     config, checkpoint = _start_or_resume(settings)
     torch.manual_seed(settings.seed)
     model = build_model(config)
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     strategy = make_strategy(settings, head_keys(model), trainable)
+    selected: Selection | None = None
     if checkpoint is None:
         arrays, first_round = arrays_of(model), 1
     else:
         arrays = ArrayRecord({key: Array(value) for key, value in checkpoint.model.items()})
         strategy.load_state_arrays(checkpoint.strategy)
+        selected = Selection.from_facts(checkpoint.facts.get("selected"))
         first_round = checkpoint.round + 1
     shared = ConfigRecord({**settings.to_run_config(), "model-config": config.to_json()})
     facts = {
@@ -106,14 +116,20 @@ def run_federation(
         "model_config": config.to_json(),
         "settings": settings.to_run_config(),
     }
+    source = selection_source(settings)
 
     def on_round_done(server_round: int, new_arrays: ArrayRecord, record: dict) -> None:
+        nonlocal selected
+        selected = update_selection(selected, server_round, record, source)
         state = {key: np.asarray(value) for key, value in strategy.state_arrays().items()}
         model_arrays = {key: array.numpy() for key, array in new_arrays.items()}
         save_checkpoint(
             settings.run_dir,
-            Checkpoint(server_round, model_arrays, state, facts),
+            Checkpoint(
+                server_round, model_arrays, state, {**facts, "selected": selected.to_facts()}
+            ),
             keep=settings.keep_checkpoints,
+            protect=selected.round,
         )
         if progress is not None:
             progress({**record, "strategy": settings.strategy, "run_dir": settings.run_dir})
@@ -128,8 +144,37 @@ def run_federation(
         _central_evaluation(settings, config),
         on_round_done,
     )
-    save_model(model_from_arrays(config, final), Path(settings.run_dir) / "model")
+    save_selected_model(settings, config, selected, final)
     return final
+
+
+def save_selected_model(
+    settings: FederationSettings,
+    config: ModelConfig,
+    selected: Selection | None,
+    last: ArrayRecord,
+) -> None:
+    """Save the selected round's model as the run's ``model/`` and say which it is."""
+    run_dir = Path(settings.run_dir)
+    if selected is None or selected.round == settings.num_rounds:
+        chosen = model_from_arrays(config, last)
+    else:
+        kept = read_checkpoint(run_dir, selected.round).model
+        chosen = model_from_arrays(
+            config, ArrayRecord({key: Array(value) for key, value in kept.items()})
+        )
+    save_model(chosen, run_dir / "model")
+    round_kept = selected.round if selected else settings.num_rounds
+    append_metrics(
+        run_dir,
+        {
+            "kind": "model",
+            "round": round_kept,
+            "last_round": settings.num_rounds,
+            "selected_by": selected.by if selected else "last round",
+            "validation_auprc_macro": selected.score if selected else None,
+        },
+    )
 
 
 def make_server_app(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+ROUND_SELECTIONS = ("best", "last")
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
 LOCAL_LAYER_KINDS = ("norm", "head")
 # Layers a strategy keeps at the site unless ``local-layers`` says otherwise.
@@ -35,7 +36,11 @@ class FederationSettings:
         central_eval_split: Which part of the temporal split central evaluation uses.
         run_dir: Where the server writes checkpoints, ``metrics.jsonl`` and the model.
         resume: Continue from the last checkpoint in ``run_dir`` instead of starting.
-        keep_checkpoints: Checkpoints kept in ``run_dir`` (the newest); 0 keeps all.
+        keep_checkpoints: Checkpoints kept in ``run_dir`` (the newest, plus the
+            selected round's); 0 keeps all.
+        select_round: Which round's global model becomes the run's ``model/``:
+            ``best`` on validation windows (as the centralised trainer keeps its
+            best epoch; see `fedcore.federation.selection`) or ``last``.
         preset: RiskNet preset name.
         num_rounds: Federated rounds (in total, counting rounds before a resume).
         local_epochs: Epochs each site trains per round.
@@ -81,6 +86,7 @@ class FederationSettings:
     run_dir: str = "runs/federation"
     resume: bool = False
     keep_checkpoints: int = 3
+    select_round: str = "best"
     preset: str = "small"
     num_rounds: int = 3
     local_epochs: int = 1
@@ -137,6 +143,7 @@ class FederationSettings:
             "server-momentum": 0 <= self.server_momentum < 1,
             "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
             "lr-schedule": self.lr_schedule in ("cosine", "constant"),
+            "select-round": self.select_round in ROUND_SELECTIONS,
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
