@@ -93,5 +93,6 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         assert 0 < row["test"]["auprc-macro"] <= 1
     for row in saved["rows"][2:5]:
         assert row["rounds"] == 2 and row["overhead"] > 0 and row["failures"] == 0
+        assert 1 <= row["selected_round"] <= 2 and len(row["curve"]) == 2
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
     assert benchmark_table(result).row_count == 6
