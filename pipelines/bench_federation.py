@@ -74,6 +74,8 @@ class FederationBenchOptions:
         share_without_cameras: Share of sites without cameras.
         rounds: Federated rounds (local-only sites train as many epochs as they
             would in all rounds of the federation).
+        fraction_train: Share of sites sampled to train each round (Flower's
+            ``fraction_train``); at hundreds of sites a round need not ask all.
         local_epochs: Epochs per site and round.
         local_steps: Fewest optimiser steps per site and round (see
             `FederationSettings.local_steps`). 20: at 30 sites (60 districts,
@@ -94,6 +96,7 @@ class FederationBenchOptions:
     quantity_skew: float = 1.0
     share_without_cameras: float = 0.3
     rounds: int = 10
+    fraction_train: float = 1.0
     local_epochs: int = 1
     local_steps: int = 20
     preset: str = "tiny"
@@ -236,6 +239,7 @@ def run_federation_benchmark(
         central_eval_split="validation",
         preset=options.preset,
         num_rounds=options.rounds,
+        fraction_train=options.fraction_train,
         local_epochs=options.local_epochs,
         local_steps=options.local_steps,
         lr=options.lr,

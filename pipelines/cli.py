@@ -191,6 +191,9 @@ def benchmark_federation(
     quantity_skew: Annotated[float, typer.Option(help="Lognormal sigma of site sizes.")] = 1.0,
     no_cameras: Annotated[float, typer.Option(help="Share of sites without cameras.")] = 0.3,
     rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 10,
+    fraction_train: Annotated[
+        float, typer.Option(help="Share of sites sampled to train each round.")
+    ] = 1.0,
     local_epochs: Annotated[int, typer.Option(help="Epochs per site and round.")] = 1,
     local_steps: Annotated[
         int, typer.Option(help="Fewest optimiser steps per site and round (0: off).")
@@ -218,6 +221,7 @@ def benchmark_federation(
         quantity_skew=quantity_skew,
         share_without_cameras=no_cameras,
         rounds=rounds,
+        fraction_train=fraction_train,
         local_epochs=local_epochs,
         local_steps=local_steps,
         preset=preset,
