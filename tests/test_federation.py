@@ -223,3 +223,13 @@ def test_server_learning_rate_is_the_strategys_own_unless_set():
         FederationSettings(strategy="fedavgm", server_momentum=1.0)
     with pytest.raises(ValueError, match="server-lr"):
         FederationSettings(server_lr=-0.1)
+
+
+def test_every_setting_is_in_the_flower_run_config_with_its_default():
+    """``flwr run .`` reads the run config from pyproject.toml: every knob is there."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    run_config = pyproject["tool"]["flwr"]["app"]["config"]
+    assert run_config == FederationSettings().to_run_config()
