@@ -6,6 +6,7 @@ non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -104,6 +105,9 @@ def evaluate_command(
     preset: Preset = "small",
     epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 10,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
+    jobs: Annotated[
+        int | None, typer.Option(help="Seeds trained at a time (default: one per core).")
+    ] = None,
 ) -> None:
     """Fused RiskNet vs single modalities, no graph and gradient boosting, side by side."""
     from rich.console import Console as StdoutConsole
@@ -117,7 +121,13 @@ def evaluate_command(
     with console.status("evaluating...") as status:
         run_dir, table = guarded(
             lambda: evaluate_job(
-                source, preset, options, list(range(seeds)), runs_dir, status.update
+                source,
+                preset,
+                options,
+                list(range(seeds)),
+                runs_dir,
+                status.update,
+                jobs or os.cpu_count() or 1,
             )
         )
     StdoutConsole(width=200).print(table)

@@ -64,11 +64,12 @@ def evaluate_job(
     seeds: list[int],
     runs_dir: Path,
     progress: Progress,
+    jobs: int = 1,
 ) -> tuple[Path, Table]:
-    """Run the side-by-side evaluation; write ``evaluation.json``; return the table."""
+    """Run the side-by-side evaluation (``jobs`` seeds at a time); write ``evaluation.json``."""
     city, oracle, run_dir, settings, data = _prepare(source, runs_dir, "evaluate", progress)
     result = run_evaluation(
-        city, oracle, data, list(settings.domains), preset, options, seeds, progress
+        city, oracle, data, list(settings.domains), preset, options, seeds, progress, jobs
     )
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=float))
     write_manifest(
@@ -76,7 +77,7 @@ def evaluate_job(
         kind="evaluate",
         status="finished",
         city={"name": city.name},
-        config={"preset": preset, "train": asdict(options), "seeds": seeds},
+        config={"preset": preset, "train": asdict(options), "seeds": seeds, "jobs": jobs},
         data_fingerprint=city.fingerprint(),
         domains=list(settings.domains),
     )

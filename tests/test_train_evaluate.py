@@ -52,6 +52,21 @@ def test_evaluation_scores_every_rival_on_the_same_split(world):
     assert evaluation_table(result, domains).row_count == len(result["summary"]) + 1
 
 
+def test_seeds_in_parallel_processes_score_as_one_after_another(world):
+    city, oracle, settings, data = world
+    domains = list(settings.domains)
+    options = TrainOptions(max_epochs=1)
+    kwargs = {"progress": lambda _: None}
+    alone = run_evaluation(city, oracle, data, domains, "tiny", options, [0, 1], **kwargs)
+    parallel = run_evaluation(
+        city, oracle, data, domains, "tiny", options, [0, 1], jobs=2, **kwargs
+    )
+    assert [run["seed"] for run in parallel["runs"]] == [run["seed"] for run in alone["runs"]]
+    for mine, theirs in zip(parallel["runs"], alone["runs"], strict=True):
+        assert mine["variant"] == theirs["variant"]
+        assert mine["auprc-macro"] == pytest.approx(theirs["auprc-macro"], nan_ok=True)
+
+
 def test_kizashi_train_writes_a_run(tmp_path):
     runner = CliRunner()
     result = runner.invoke(
