@@ -8,8 +8,8 @@ oracle ceiling when the city is synthetic, and scores the fused model again with
 each modality removed at test time.
 
 Seeds are independent, so they run in parallel worker processes (``jobs``), each
-single-threaded: on this 2-core machine one torch thread trained the small
-preset faster than two (12 min a seed against about 19), and two jobs with two
+single-threaded: on this 2-core machine a seed of the small preset took 12 min on
+one torch thread (about 19 min on two, in an earlier run), and two jobs with two
 threads each thrash. Results do not depend on ``jobs``.
 """
 
