@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedcore.federation.checkpoints import (
@@ -33,6 +33,7 @@ from fedcore.federation.selection import Selection, selection_source, update_sel
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.strategies import make_strategy
 from fedcore.federation.task import (
+    arrays_from_numpy,
     arrays_of,
     data_settings,
     load_pooled_data,
@@ -106,7 +107,7 @@ def run_federation(
     if checkpoint is None:
         arrays, first_round = arrays_of(model), 1
     else:
-        arrays = ArrayRecord({key: Array(value) for key, value in checkpoint.model.items()})
+        arrays = arrays_from_numpy(checkpoint.model)
         strategy.load_state_arrays(checkpoint.strategy)
         selected = Selection.from_facts(checkpoint.facts.get("selected"))
         first_round = checkpoint.round + 1
@@ -160,9 +161,7 @@ def save_selected_model(
         chosen = model_from_arrays(config, last)
     else:
         kept = read_checkpoint(run_dir, selected.round).model
-        chosen = model_from_arrays(
-            config, ArrayRecord({key: Array(value) for key, value in kept.items()})
-        )
+        chosen = model_from_arrays(config, arrays_from_numpy(kept))
     save_model(chosen, run_dir / "model")
     round_kept = selected.round if selected else settings.num_rounds
     append_metrics(

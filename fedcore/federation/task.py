@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord
+from flwr.app import Array, ArrayRecord
 
 from datasets import City, static_features
 from datasets.partition_io import load_site, read_federation
@@ -134,6 +134,11 @@ def model_from_arrays(config: ModelConfig, arrays: ArrayRecord) -> RiskNet:
     model = build_model(config)
     model.load_state_dict(arrays.to_torch_state_dict())
     return model
+
+
+def arrays_from_numpy(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    """Numpy arrays by state-dict key (a checkpoint's model) as a Flower ArrayRecord."""
+    return ArrayRecord({key: Array(value) for key, value in arrays.items()})
 
 
 def arrays_of(model: torch.nn.Module) -> ArrayRecord:
