@@ -42,6 +42,7 @@ def train_epochs(
     optimiser: torch.optim.Optimizer | None = None,
     penalty: Callable[[RiskNet], torch.Tensor] | None = None,
     after_backward: Callable[[RiskNet], None] | None = None,
+    after_step: Callable[[RiskNet], None] | None = None,
 ) -> dict[str, float]:
     """Train in place; returns the mean loss and the number of examples.
 
@@ -49,7 +50,8 @@ def train_epochs(
     its own ``optimiser`` so the moments carry over between epochs. Federated
     strategies hook in without a loop of their own: ``penalty`` is added to each
     step's loss (e.g. FedProx's proximal term) and ``after_backward`` may edit the
-    gradients before the step (e.g. SCAFFOLD's control-variate correction). The
+    gradients before the step (e.g. SCAFFOLD's control-variate correction);
+    ``after_step`` sees the weights after each step (e.g. to average them). The
     reported loss is the risk loss alone.
     """
     torch.manual_seed(seed)
@@ -66,6 +68,8 @@ def train_epochs(
                 after_backward(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
+            if after_step:
+                after_step(model)
             total += loss.item() * len(batch["district"])
             seen += len(batch["district"])
     return {"loss": total / max(seen, 1), "num-examples": float(len(indices))}

@@ -81,7 +81,7 @@ def train(
     districts: Districts = DEFAULT_DISTRICTS,
     days: Days = DEFAULT_DAYS,
     preset: Preset = "small",
-    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping).")] = 10,
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of city and model.")] = 0,
 ) -> None:
     """Train RiskNet centrally with early stopping; write a run with test predictions."""
@@ -103,7 +103,7 @@ def evaluate_command(
     districts: Districts = DEFAULT_DISTRICTS,
     days: Days = DEFAULT_DAYS,
     preset: Preset = "small",
-    epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 10,
+    epochs: Annotated[int, typer.Option(help="Most epochs per model (early stopping).")] = 20,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
     jobs: Annotated[
         int | None, typer.Option(help="Seeds trained at a time (default: one per core).")
@@ -212,7 +212,7 @@ def benchmark_federation(
     ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
         "scaffold,fedbn,fedadam"
     ),
-    central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 10,
+    central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
     cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
 ) -> None:

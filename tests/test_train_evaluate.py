@@ -3,10 +3,13 @@
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from datasets.synthetic import make_city_and_oracle
+from fedcore.model import build_model
 from fedcore.site_data import DataSettings, prepare_site_data
+from fedcore.training import evaluate, train_epochs
 from pipelines.cli import app
 from pipelines.evaluate import GBM, VARIANTS, run_evaluation
 from pipelines.jobs import evaluation_table
@@ -27,6 +30,37 @@ def test_early_stopping_keeps_the_best_epoch(world):
     assert 1 <= len(history) <= 4
     assert [record["epoch"] for record in history] == list(range(1, len(history) + 1))
     assert not model.training
+
+
+def test_the_kept_model_is_the_moving_average_of_the_weights(world):
+    _, _, settings, data = world
+    config = model_config("tiny", data, list(settings.domains))
+    torch.manual_seed(0)
+    initial = build_model(config).state_dict()
+    raw, _ = train_centralised(config, data, TrainOptions(max_epochs=1, ema_decay=0.0))
+    # An average that barely moves stays by its start (the weights after the first
+    # step); the raw weights travel on.
+    still, _ = train_centralised(config, data, TrainOptions(max_epochs=1, ema_decay=1 - 1e-9))
+
+    def travelled(model):
+        state = model.state_dict()
+        return sum(float((state[name] - initial[name]).norm() ** 2) for name in initial) ** 0.5
+
+    assert travelled(still) < 0.6 * travelled(raw)
+    # What was validated is what is kept: the best epoch's score is the kept model's.
+    averaged, history = train_centralised(config, data, TrainOptions(max_epochs=3, patience=3))
+    best = max(record["auprc-macro"] for record in history)
+    kept = evaluate(averaged, data, data.split["validation"])["auprc-macro"]
+    assert kept == pytest.approx(best)
+
+
+def test_every_optimiser_step_is_seen_after_it(world):
+    _, _, settings, data = world
+    model = build_model(model_config("tiny", data, list(settings.domains)))
+    seen = []
+    train_epochs(model, data, data.split["train"], 2, 1e-3, 16, 0, after_step=lambda m: seen.append(m))
+    assert len(seen) == 2 * -(-len(data.split["train"]) // 16)
+    assert all(m is model for m in seen)
 
 
 def test_evaluation_scores_every_rival_on_the_same_split(world):
