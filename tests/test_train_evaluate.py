@@ -58,7 +58,9 @@ def test_every_optimiser_step_is_seen_after_it(world):
     _, _, settings, data = world
     model = build_model(model_config("tiny", data, list(settings.domains)))
     seen = []
-    train_epochs(model, data, data.split["train"], 2, 1e-3, 16, 0, after_step=lambda m: seen.append(m))
+    train_epochs(
+        model, data, data.split["train"], 2, 1e-3, 16, 0, after_step=lambda m: seen.append(m)
+    )
     assert len(seen) == 2 * -(-len(data.split["train"]) // 16)
     assert all(m is model for m in seen)
 
