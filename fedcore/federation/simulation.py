@@ -11,6 +11,7 @@ from flwr.simulation import run_simulation
 from fedcore.federation.client_app import app as default_client_app
 from fedcore.federation.server_app import Progress, make_server_app
 from fedcore.federation.settings import FederationSettings
+from fedcore.federation.simulation_polling import use_one_pass_polling
 
 
 def simulate_federation(
@@ -31,6 +32,7 @@ def simulate_federation(
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     logging.getLogger("flwr").setLevel(logging.WARNING)
+    use_one_pass_polling()
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {
