@@ -108,7 +108,7 @@ def validation_metrics(model: RiskNet, data: SiteData) -> dict[str, float]:
 def train(msg: Message, context: Context) -> Message:
     """Score the received model on the site's validation windows, then train on its own."""
     torch.set_num_threads(1)
-    started = time.perf_counter()
+    started = time.process_time()
     settings, site_id, data, model, keys = _open(msg, context)
     round_number = int(msg.content["config"].get("server-round", 0))
     metrics: dict = {"site-index": site_number(site_id)}
@@ -147,7 +147,9 @@ def train(msg: Message, context: Context) -> Message:
         delta = {name: new_control[name] - old_control[name] for name in new_control}
         store_site_control(context, new_control, settings.run_dir)
         content[CONTROL_DELTA_KEY] = ArrayRecord(delta)
-    metrics["compute-seconds"] = time.perf_counter() - started
+    # CPU seconds, not wall: a site slowed by a busy server would otherwise
+    # count the server's work as its own, and the simulation's overhead would hide.
+    metrics["compute-seconds"] = time.process_time() - started
     content["metrics"] = MetricRecord(metrics)
     return Message(content=content, reply_to=msg)
 
