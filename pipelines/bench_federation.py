@@ -17,8 +17,10 @@ skew, 30% without cameras), one model preset, one temporal hold-out:
   (`pipelines.local_only`, sites in parallel processes, one per core).
 
 It also measures the simulation's overhead per round: wall time of the training
-phase ÷ (Σ site compute seconds ÷ cores), over warm rounds (round 1 includes
-starting Ray), and the peak RSS of the process tree. Table on stdout,
+phase ÷ (Σ site CPU seconds of training ÷ cores), over warm rounds (round 1
+includes starting Ray), and the peak RSS of the process tree. Sites count CPU
+seconds, not wall seconds: the server and the simulation engine share the cores
+with the sites, and wall seconds would book their work as the sites'. Table on stdout,
 ``benchmark.json`` in the run folder.
 """
 
@@ -149,7 +151,7 @@ def central_line(row: dict) -> str:
 
 
 def round_overhead(rounds: list[dict], cores: int) -> dict:
-    """Simulation overhead: training wall time ÷ (Σ site compute ÷ cores), warm rounds.
+    """Simulation overhead: training wall time ÷ (Σ site CPU seconds ÷ cores), warm rounds.
 
     Round 1 includes starting the simulation (Ray, imports, site data loading),
     so it is reported apart; with a single round it is all there is.
@@ -345,7 +347,7 @@ def benchmark_table(result: dict) -> Table:
     table.caption = (
         f"simulation: {simulation['wall_s']:.0f} s, peak RSS {simulation['peak_rss_gb']:.2f} GB "
         f"(process tree), {result['cores']} cores; overhead = training wall per round ÷ "
-        "(Σ site compute ÷ cores), rounds ≥ 2; rounds: the round kept (best on validation, "
+        "(Σ site CPU seconds ÷ cores), rounds ≥ 2; rounds: the round kept (best on validation, "
         "as the centralised trainer keeps its best epoch) / rounds run; "
         "city: the pooled city's test windows; "
         "sites: each site's own view of them (its neighbours, its cameras)"
