@@ -4,9 +4,11 @@ Flower's simulation engine hands messages from its in-memory LinkState to the
 virtual sites in a loop (`flwr.server.superlink.fleet.vce.vce_api.add_messages_to_queue`)
 that, every 0.1 s, asks the LinkState once per node for that node's next
 message, and each ask scans (and validates) every stored message. With ``N``
-nodes and ``M`` messages in flight that is ``N x M`` checks per pass: at 300
-sites with 90 asked a round, that loop alone kept most of a core busy in the
-process that also runs the server, time taken from the sites' training.
+nodes and ``M`` messages in flight that is ``N x M`` checks per pass. At 300
+sites with 90 asked a round, the process that runs the server and the engine
+used 139 CPU seconds in a 4-round run with Flower's loop and 44 with this one
+(each round 46 s of wall against 33 s on 2 cores): time the loop took from the
+sites' training.
 
 `next_messages` does what one pass of that loop does — at most one undelivered
 message per node, in the order they were stored, marked delivered, invalid ones
