@@ -94,12 +94,8 @@ class PrivateDataSlicer:
         )
 
     def _sensors(self, site: SiteInfo, held_days: np.ndarray | None) -> xr.Dataset:
-        districts = [name for name in site.districts if name in self.sensor_row]
-        rows = np.array([self.sensor_row[name] for name in districts], dtype=np.int64)
-        steps = np.ones(len(self.time), dtype=bool)
-        if held_days is not None:
-            steps &= np.isin(self.time_day, held_days)
-        steps[np.arange(len(self.time)) % site.coarse_factor != 0] = False
+        rows, steps = self._sensor_rows(site, held_days)
+        districts = self.city.sensors["district"].values.astype(str)[rows]
         missing = set(site.missing_channels)
         data = {
             name: (("district", "time"), self.values[name][rows][:, steps])
@@ -109,6 +105,43 @@ class PrivateDataSlicer:
         coords = {"district": np.array(districts, dtype=str), "time": self.time[steps]}
         return xr.Dataset(data, coords=coords, attrs=self.city.sensors.attrs)
 
+    def held_city(self, sites: list[SiteInfo]) -> City:
+        """Everything the sites hold, in one place: the city as pooling their data gives it.
+
+        A record is kept when some site holds it, a sensor reading when some
+        site holds that district, step and channel; frames of districts whose
+        sites have no cameras, and readings no site keeps, are gone. Samples cut
+        from it carry every neighbour's data that some site holds: the data a
+        centralised model would be trained on, had the partners pooled theirs.
+        """
+        values = {name: np.full_like(self.values[name], np.nan) for name in self.channels}
+        rows = {name: [] for name in RECORD_TABLES}
+        for site in sites:
+            held_days = None if site.active_days is None else day_numbers_of_dates(site.active_days)
+            districts, steps = self._sensor_rows(site, held_days)
+            for name in set(self.channels) - set(site.missing_channels):
+                values[name][np.ix_(districts, steps)] = self.values[name][np.ix_(districts, steps)]
+            rows["images"].append(self._record_rows("images", site, held_days, site.no_cameras))
+            rows["reports"].append(self._record_rows("reports", site, held_days, site.no_reports))
+            rows["events"].append(self._record_rows("events", site, held_days, False, thin=False))
+        sensors = self.city.sensors.copy(data={name: values[name] for name in self.channels})
+        records = {
+            name: getattr(self.city, name)
+            .iloc[np.unique(np.concatenate(parts)) if parts else []]
+            .reset_index(drop=True)
+            for name, parts in rows.items()
+        }
+        return dataclasses.replace(self.city, sensors=sensors, **records)
+
+    def _sensor_rows(self, site: SiteInfo, held_days: np.ndarray | None):
+        districts = [name for name in site.districts if name in self.sensor_row]
+        rows = np.array([self.sensor_row[name] for name in districts], dtype=np.int64)
+        steps = np.ones(len(self.time), dtype=bool)
+        if held_days is not None:
+            steps &= np.isin(self.time_day, held_days)
+        steps[np.arange(len(self.time)) % site.coarse_factor != 0] = False
+        return rows, np.flatnonzero(steps)
+
     def _records(
         self,
         name: str,
@@ -117,7 +150,17 @@ class PrivateDataSlicer:
         skip: bool,
         thin: bool = True,
     ) -> pd.DataFrame:
-        table = getattr(self.city, name)
+        rows = self._record_rows(name, site, held_days, skip, thin)
+        return getattr(self.city, name).iloc[rows].reset_index(drop=True)
+
+    def _record_rows(
+        self,
+        name: str,
+        site: SiteInfo,
+        held_days: np.ndarray | None,
+        skip: bool,
+        thin: bool = True,
+    ) -> np.ndarray:
         empty = np.zeros(0, dtype=np.int64)
         parts = [] if skip else [self.rows[name].get(d, empty) for d in site.districts]
         kept = []
@@ -128,8 +171,7 @@ class PrivateDataSlicer:
                 rows = rows[np.argsort(self.stamp[name][rows], kind="stable")]
                 rows = rows[:: site.coarse_factor]
             kept.append(rows)
-        rows = np.sort(np.concatenate(kept)) if kept else empty
-        return table.iloc[rows].reset_index(drop=True)
+        return np.sort(np.concatenate(kept)) if kept else empty
 
 
 def public_city(city: City) -> City:

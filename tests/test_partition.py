@@ -434,3 +434,33 @@ def test_benchmark_times_partition_and_write(city, tmp_path):
     assert result["sites"] == 12 and result["scarce_sites"] == result["coarse_sites"] == 3
     assert 0 < result["partition_s"] <= result["total_s"] and result["written_mib"] > 0
     assert (tmp_path / "bench" / "federation.json").exists()
+
+
+def test_held_city_is_everything_some_site_holds_and_nothing_else(loaded_sites, federation, city):
+    held = partition_io.PrivateDataSlicer(city).held_city(federation.sites)
+    for name in ("images", "reports", "events"):
+        union = pd.concat([getattr(loaded, name) for loaded, _ in loaded_sites.values()])
+        keys = set(zip(union["district_id"], union["timestamp"], strict=True))
+        table = getattr(held, name)
+        assert set(zip(table["district_id"], table["timestamp"], strict=True)) == keys
+        assert len(table) == len(keys)
+    assert len(held.images) < len(city.images)  # sites without cameras hold no frames
+    index = city.images.set_index(["district_id", "timestamp"])["frame"]
+    pairs = list(zip(held.images["district_id"], held.images["timestamp"], strict=True))
+    np.testing.assert_array_equal(
+        held.frames[held.images["frame"].to_numpy()], city.frames[index.loc[pairs].to_numpy()]
+    )
+    for channel in city.sensors.data_vars:
+        seen = np.zeros(held.sensors[channel].shape, dtype=bool)
+        for loaded, _ in loaded_sites.values():
+            mine = loaded.sensors[channel].dropna("district", how="all")
+            if not mine.sizes["district"]:
+                continue
+            rows = held.sensors.indexes["district"].get_indexer(mine["district"].values)
+            observed = mine.notnull().values
+            np.testing.assert_array_equal(
+                held.sensors[channel].values[rows][observed], mine.values[observed]
+            )
+            seen[rows] |= observed
+        assert np.array_equal(held.sensors[channel].notnull().values, seen), channel
+    assert held.fingerprint() != city.fingerprint()
