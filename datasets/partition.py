@@ -154,6 +154,17 @@ class SiteInfo:
         last = starts + pd.Timedelta(hours=horizon_hours) - pd.Timedelta(1, "ns")
         return np.isin(day_numbers(starts), held) & np.isin(day_numbers(last), held)
 
+    def holds_starts(self, starts: pd.DatetimeIndex) -> np.ndarray:
+        """Which window starts fall on the site's active days.
+
+        Every start falls on one era's days, so for each district exactly one
+        site holds it: what the site says about that window is not said twice.
+        """
+        starts = pd.DatetimeIndex(starts)
+        if self.active_days is None:
+            return np.ones(len(starts), dtype=bool)
+        return np.isin(day_numbers(starts), day_numbers_of_dates(self.active_days))
+
     def to_dict(self) -> dict:
         """A JSON-ready dict (with the derived ``coarse`` flag for readers)."""
         out = asdict(self)

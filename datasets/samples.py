@@ -78,6 +78,55 @@ def neighbour_width(text_dim: int, n_channels: int) -> int:
     return text_dim + 1 + SUMMARY_STATS * n_channels + 1
 
 
+def _edges(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    edges = graph.edge_index.numpy()
+    weights = getattr(graph, "edge_weight", None)
+    weights = np.ones(edges.shape[1]) if weights is None else weights.numpy()
+    return edges[0], edges[1], weights.astype(np.float64)
+
+
+def neighbour_sums(
+    graph, rows: np.ndarray, summaries: np.ndarray, held: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What districts ``rows`` tell the districts next to them, window by window.
+
+    ``summaries`` are `RiskSamples.district_summaries` of ``rows`` (district-major,
+    ``(len(rows) * W, F)``); ``held`` ``(len(rows), W)`` weighs each (0: the
+    district's data of that window are not here). Returns the ``targets`` (graph
+    rows with a neighbour among ``rows``) and for each target ``d``:
+    ``sums[d, w]`` = Σ over neighbours ``n`` of weight(n→d) · held(n, w) ·
+    summary(n, w), and ``reach[d, w]`` = Σ weight(n→d) · held(n, w). Sums over
+    disjoint sets of districts add up, so sites can pool theirs.
+    """
+    source, target, weights = _edges(graph)
+    position = np.full(int(graph.num_nodes), -1)
+    position[np.asarray(rows)] = np.arange(len(rows))
+    kept = position[source] >= 0
+    targets, target_of = np.unique(target[kept], return_inverse=True)
+    adjacency = sparse.csr_matrix(
+        (weights[kept], (target_of, position[source[kept]])), shape=(len(targets), len(rows))
+    )
+    n_windows, features = held.shape[1], summaries.shape[1]
+    weighted = summaries.reshape(len(rows), n_windows, features) * held[:, :, None]
+    sums = (adjacency @ weighted.reshape(len(rows), -1)).reshape(len(targets), n_windows, features)
+    reach = np.asarray(adjacency @ held)
+    return targets, sums.astype(np.float32), reach.astype(np.float32)
+
+
+def neighbour_context(graph, rows: np.ndarray, sums: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """The neighbour context of districts ``rows`` from their `neighbour_sums`.
+
+    Per sample (district-major): the weighted mean of the neighbours' summaries
+    and the share of the neighbours' weight behind it; ``(len(rows) * W, F + 1)``.
+    """
+    _, target, weights = _edges(graph)
+    degree = np.bincount(target, weights=weights, minlength=int(graph.num_nodes))[rows]
+    mean = sums / np.maximum(reach, 1e-9)[:, :, None]
+    share = np.divide(reach, degree[:, None], out=np.zeros_like(reach), where=degree[:, None] > 0)
+    context = np.concatenate([mean, share[:, :, None]], axis=2)
+    return context.reshape(-1, context.shape[2]).astype(np.float32)
+
+
 def window_starts(city: City, stride_hours: int, lookback_hours: int, horizon_hours: int):
     """Window starts with a full look-back before and a full horizon after them."""
     first = city.start + pd.Timedelta(hours=lookback_hours)
@@ -261,41 +310,35 @@ class RiskSamples(Dataset):
         Risk spills over district borders (a festival next door fills the streets
         here) and weather does not stop at them (a neighbour's rain gauge speaks
         for a district whose own is down), so each sample carries the
-        edge-weighted mean of its neighbours' pooled report embeddings, ``log1p``
-        report counts and sensor summaries (`series_summary`), and the share of
-        its neighbours whose data are in this sample set. Only the districts of
-        this sample set count: an edge site sees its own districts' data, never
-        another site's.
+        edge-weighted mean of its neighbours' `district_summaries` and the share
+        of its neighbours whose data are in this sample set. Only the districts
+        of this sample set count: an edge site sees its own districts' data,
+        never another site's (`fedcore.federation.neighbour_exchange` pools them).
         """
-        edges = city.graph.edge_index.numpy()
-        weights = getattr(city.graph, "edge_weight", None)
-        weights = np.ones(edges.shape[1]) if weights is None else weights.numpy()
         n_rows, n_windows = len(rows), len(self.starts)
+        held = np.ones((n_rows, n_windows), dtype=np.float32)
+        targets, sums, reach = neighbour_sums(city.graph, rows, self.district_summaries(), held)
         position = np.full(len(city.districts), -1)
         position[rows] = np.arange(n_rows)
-        source, target = position[edges[0]], position[edges[1]]
-        degree = np.zeros(n_rows)
-        held = target >= 0
-        np.add.at(degree, target[held], weights[held])
-        kept = (source >= 0) & held
-        adjacency = sparse.csr_matrix(
-            (weights[kept], (target[kept], source[kept])), shape=(n_rows, n_rows)
-        )
-        reach = np.asarray(adjacency.sum(axis=1)).ravel()
-        mean_weights = sparse.diags(1.0 / np.maximum(reach, 1e-9)) @ adjacency
+        mine = position[targets] >= 0
+        own_sums = np.zeros((n_rows, n_windows, sums.shape[2]), dtype=np.float32)
+        own_reach = np.zeros((n_rows, n_windows), dtype=np.float32)
+        own_sums[position[targets[mine]]] = sums[mine]
+        own_reach[position[targets[mine]]] = reach[mine]
+        self.neighbours = neighbour_context(city.graph, rows, own_sums, own_reach)
+
+    def district_summaries(self) -> np.ndarray:
+        """Per sample: pooled report embedding, ``log1p`` report count, sensor summary.
+
+        What a district tells its neighbours about one look-back; ``(n, F)``.
+        """
         summary = series_summary(
             torch.from_numpy(self.series),
             torch.from_numpy(np.ascontiguousarray(self.series_time)),
             torch.from_numpy(self.series_mask),
         ).numpy()
-        per_window = np.concatenate(
+        return np.concatenate(
             [self.pooled_text(), np.log1p(self.text_count)[:, None], summary], axis=1
-        )
-        features = per_window.shape[1]
-        mixed = (mean_weights @ per_window.reshape(n_rows, -1)).reshape(-1, features)
-        share = np.divide(reach, degree, out=np.zeros(n_rows), where=degree > 0)
-        self.neighbours = np.concatenate(
-            [mixed, np.repeat(share, n_windows)[:, None]], axis=1
         ).astype(np.float32)
 
     @property

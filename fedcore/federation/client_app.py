@@ -18,6 +18,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from datasets.partition_io import read_site_info
 from fedcore.federation.layers import local_keys
 from fedcore.federation.local_state import (
     apply_local_layers,
@@ -25,10 +26,17 @@ from fedcore.federation.local_state import (
     store_local_layers,
     store_site_control,
 )
+from fedcore.federation.neighbour_exchange import (
+    site_sums,
+    store_totals,
+    stored_totals,
+    with_neighbour_context,
+)
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.site_hooks import ScaffoldCorrection, proximal_penalty
 from fedcore.federation.strategies import CONTROL_DELTA_KEY, CONTROL_KEY
 from fedcore.federation.task import (
+    arrays_from_numpy,
     arrays_of,
     data_settings,
     labelled_counts,
@@ -71,7 +79,8 @@ def _tagged(task: Callable[[Message, Context], Message]) -> Callable[[Message, C
     return run
 
 
-def _open(msg: Message, context: Context):
+def _site(msg: Message, context: Context):
+    """The run's settings, the site's folder, id and data (with pooled neighbour totals)."""
     config: ConfigRecord = msg.content["config"]
     settings = FederationSettings.from_run_config(dict(config))
     site_dir, public_dir = site_folders(dict(context.node_config), settings.partitions_dir)
@@ -80,6 +89,15 @@ def _open(msg: Message, context: Context):
     site_id, data = load_partition_site(
         str(site_dir), str(public_dir), data_settings(settings), unlabelled
     )
+    totals = stored_totals(context, settings.run_dir)
+    if totals is not None:
+        data = with_neighbour_context(data, totals)
+    return settings, site_dir, site_id, data
+
+
+def _open(msg: Message, context: Context):
+    config: ConfigRecord = msg.content["config"]
+    settings, _, site_id, data = _site(msg, context)
     model = model_from_arrays(
         ModelConfig.from_json(str(config["model-config"])), msg.content["arrays"]
     )
@@ -164,3 +182,25 @@ def evaluate_site(msg: Message, context: Context) -> Message:
     metrics["num-examples"] = metrics.pop("val-num-examples")
     metrics["site-index"] = site_number(site_id)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+@app.query("neighbour_sums")
+@_tagged
+def neighbour_sums_query(msg: Message, context: Context) -> Message:
+    """What the site's districts tell the districts next door (the exchange's first step)."""
+    settings, site_dir, site_id, data = _site(msg, context)
+    arrays = arrays_from_numpy(site_sums(data, read_site_info(site_dir)))
+    metrics = MetricRecord({"site-index": site_number(site_id)})
+    return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+
+@app.query("neighbour_totals")
+@_tagged
+def neighbour_totals_store(msg: Message, context: Context) -> Message:
+    """Keep the pooled totals of the site's districts for the rest of the run."""
+    settings, _, site_id, data = _site(msg, context)
+    totals = {key: array.numpy() for key, array in msg.content["arrays"].items()}
+    with_neighbour_context(data, totals)  # totals for other districts fail here, not in round 1
+    store_totals(context, totals, settings.run_dir)
+    metrics = MetricRecord({"site-index": site_number(site_id)})
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

@@ -20,6 +20,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from datasets import window_starts
 from fedcore.federation.checkpoints import (
     Checkpoint,
     latest_checkpoint,
@@ -28,6 +29,7 @@ from fedcore.federation.checkpoints import (
     trim_metrics_after,
 )
 from fedcore.federation.layers import head_keys
+from fedcore.federation.neighbour_exchange import exchange_neighbours
 from fedcore.federation.rounds import run_rounds
 from fedcore.federation.selection import Selection, selection_source, update_selection
 from fedcore.federation.settings import FederationSettings
@@ -89,10 +91,21 @@ def _central_evaluation(settings: FederationSettings, config: ModelConfig):
     return central
 
 
+def public_shape(settings: FederationSettings) -> tuple[int, int]:
+    """Districts and windows of the partitions' public layer, as every site cuts them."""
+    public = load_city_cached(str(Path(settings.partitions_dir) / "public"))
+    data = data_settings(settings)
+    starts = window_starts(public, data.stride_hours, data.lookback_hours, data.horizon_hours)
+    return len(public.districts), len(starts)
+
+
 def run_federation(
     grid: Grid, settings: FederationSettings, progress: Progress | None = None
 ) -> ArrayRecord:
     """Run (or resume) every round; checkpoint each; save the selected round's model.
+
+    With ``neighbour-exchange`` the sites first pool their neighbour sums (again
+    on a resume: a restarted site has lost what it kept).
 
     The run's ``model/`` is the global model of the round `fedcore.federation.selection`
     picks (the best on validation windows, or the last); ``metrics.jsonl`` ends
@@ -118,6 +131,15 @@ def run_federation(
         "settings": settings.to_run_config(),
     }
     source = selection_source(settings)
+    if settings.neighbour_exchange:
+        exchange_neighbours(
+            grid,
+            shared,
+            public_shape(settings),
+            settings.run_dir,
+            settings.round_timeout_s,
+            settings.min_available_sites or settings.min_train_sites,
+        )
 
     def on_round_done(server_round: int, new_arrays: ArrayRecord, record: dict) -> None:
         nonlocal selected

@@ -63,6 +63,11 @@ class FederationSettings:
         site_eval: Sites score the model they receive on their validation windows
             before training and report it with their training reply (per-site
             loss and AUPRC, no extra round trip).
+        neighbour_exchange: Before the first round, sites pool what their
+            districts tell the districts next door, and each gets the totals for
+            its own (`fedcore.federation.neighbour_exchange`, which says what
+            that discloses to whom); off, a site knows only the neighbours it
+            holds itself, which at hundreds of sites is almost none.
         strategy: One of `STRATEGIES`.
         local_layers: Comma-separated kinds of layers a site keeps to itself
             (``norm``: FedBN, ``head``: personalised heads); ``default`` takes the
@@ -100,6 +105,7 @@ class FederationSettings:
     min_available_sites: int = 0
     round_timeout_s: float = 3600.0
     site_eval: bool = True
+    neighbour_exchange: bool = False
     strategy: str = "fedavg"
     local_layers: str = "default"
     proximal_mu: float = 0.01
