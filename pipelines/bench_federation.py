@@ -3,18 +3,22 @@
 One city, one skewed partition (default: 300 sites, Dir(0.1) label skew, quantity
 skew, 30% without cameras), one model preset, one temporal hold-out:
 
-- **centralised**: `pipelines.train.train_centralised` on the pooled city (early
-  stopping on validation), scored on the test windows; and again on the sites'
-  data pooled (`pipelines.site_pool`): the pooled city gives every sample its
-  neighbours' data and camera frames no edge site holds, so only the second is
-  trained on what the federation has;
+- **centralised**: `pipelines.train.train_centralised` on the sites' data pooled
+  (`PrivateDataSlicer.held_city`: every record, frame and reading some site
+  holds, in one place, so every sample has its neighbours' data; frames of
+  sites without cameras are not there), early stopping on validation;
 - **federated**: FedAvg, FedProx and "ours" (default SCAFFOLD, FedBN, FedAdam) in
-  one Flower simulation (Ray starts once); each final model scored on the same
-  test windows, and on each site's own view of them; "best of ours" is picked
-  on the validation windows;
+  one Flower simulation (Ray starts once), with the neighbour exchange unless
+  turned off (`fedcore.federation.neighbour_exchange`); each final model scored
+  on the same test windows, and on each site's own view of them; "best of ours"
+  is picked on the validation windows;
 - **local-only**: every site trains alone for the same epochs and predicts its
   own test windows; the predictions of all sites are scored together
   (`pipelines.local_only`, sites in parallel processes, one per core).
+
+Every row is scored on the pooled data's test windows ("test") and on each
+site's own view of them ("sites": its own data, plus the exchanged neighbour
+context where the federation had it); both are divided by the centralised row's.
 
 It also measures the simulation's overhead per round: wall time of the training
 phase ÷ (Σ site CPU seconds of training ÷ cores), over warm rounds (round 1
@@ -41,7 +45,8 @@ from rich.table import Table
 
 from datasets import City
 from datasets.partition import PartitionSpec, partition_city
-from datasets.partition_io import write_federation
+from datasets.partition_io import PrivateDataSlicer, read_site_info, write_federation
+from fedcore.federation.neighbour_exchange import exchange_in_process
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.simulation import simulate_federation
 from fedcore.federation.task import (
@@ -52,12 +57,12 @@ from fedcore.federation.task import (
 )
 from fedcore.model import ModelConfig, load_model
 from fedcore.training import evaluate
-from pipelines.cities import CitySource, obtain_city, save_city_into_run
+from pipelines.cities import CitySource, obtain_city
 from pipelines.federate import round_line
 from pipelines.local_only import run_local_only
 from pipelines.process_memory import PeakMemory
 from pipelines.runs import new_run_dir, write_manifest
-from pipelines.site_pool import pool_site_data, site_view_scores
+from pipelines.site_pool import site_view_scores
 from pipelines.train import TrainOptions, train_centralised
 
 Progress = Callable[[str], None]
@@ -90,6 +95,8 @@ class FederationBenchOptions:
         batch_size: Site batch size.
         seed: Seed of the partition, models and shuffling.
         cores: Cores of the simulation (None: all).
+        neighbour_exchange: Federated sites pool their neighbour sums before
+            round 1 (see `FederationSettings.neighbour_exchange`).
     """
 
     city: CitySource = CitySource()
@@ -108,6 +115,7 @@ class FederationBenchOptions:
     batch_size: int = 64
     seed: int = 0
     cores: int | None = None
+    neighbour_exchange: bool = True
 
 
 def _scores(model, data, split: str) -> dict:
@@ -120,7 +128,7 @@ def run_centralised(
     data,
     options: FederationBenchOptions,
     sites: list,
-    method: str = "centralised",
+    method: str = "centralised (sites' data pooled)",
 ) -> dict:
     """Train on ``data`` with early stopping; test scores (city and sites' view) and time.
 
@@ -145,7 +153,7 @@ def central_line(row: dict) -> str:
     """One progress line for a centralised reference."""
     return (
         f"{row['method']}: {row['epochs']} epochs, {row['wall_s']:.0f} s, test macro AUPRC "
-        f"city {row['test'].get('auprc-macro', float('nan')):.3f}, "
+        f"pooled {row['test'].get('auprc-macro', float('nan')):.3f}, "
         f"sites' view {row['test_sites'].get('auprc-macro', float('nan')):.3f}"
     )
 
@@ -221,7 +229,7 @@ def run_federation_benchmark(
     """Run every method on one partition; write ``benchmark.json``; return the result."""
     for name in options.ours:
         FederationSettings(strategy=name)  # an unknown strategy fails before any training
-    city, oracle = obtain_city(options.city)
+    city, _ = obtain_city(options.city)
     spec = PartitionSpec(
         n_sites=options.n_sites,
         dirichlet_alpha=options.alpha,
@@ -231,13 +239,13 @@ def run_federation_benchmark(
     )
     federation = partition_city(city, spec)  # bad specs fail before anything is written
     bench_dir = new_run_dir(runs_dir, "bench-federation")
-    city_dir = options.city.city_dir or save_city_into_run(city, oracle, bench_dir)
     progress(f"{city.name}: {len(city.districts)} districts -> {options.n_sites} sites")
     partitions = write_federation(federation, city, bench_dir / "partitions")
+    held_dir = PrivateDataSlicer(city).held_city(federation.sites).save(bench_dir / "pooled")
     cores = options.cores or os.cpu_count() or 1
     base = FederationSettings(
         partitions_dir=str(partitions),
-        eval_city_dir=str(city_dir),
+        eval_city_dir=str(held_dir),
         central_eval_split="validation",
         preset=options.preset,
         num_rounds=options.rounds,
@@ -248,10 +256,11 @@ def run_federation_benchmark(
         batch_size=options.batch_size,
         min_train_sites=max(1, min(2, options.n_sites)),
         keep_checkpoints=1,
+        neighbour_exchange=options.neighbour_exchange,
         seed=options.seed,
     )
     config = model_config_from_public(base, City.load(partitions / "public"))
-    pooled = load_pooled_data(str(city_dir), data_settings(base))
+    pooled = load_pooled_data(str(held_dir), data_settings(base))
     facts = {
         "kind": "bench-federation",
         "config": {**asdict(options), "city": str(options.city)},
@@ -260,13 +269,9 @@ def run_federation_benchmark(
     }
     write_manifest(bench_dir, status="running", **facts)
     sites = load_sites(base, options.n_sites)
-    progress("centralised training: the pooled city, then the sites' data pooled")
+    progress("centralised training on the sites' data pooled")
     central = run_centralised(config, pooled, options, sites)
     progress(central_line(central))
-    central_sites = run_centralised(
-        config, pool_site_data(pooled, sites), options, sites, "centralised (sites' data)"
-    )
-    progress(central_line(central_sites))
     strategies = list(dict.fromkeys([*BASELINES, *options.ours]))
     federated, simulation = run_federated(
         base, strategies, pooled, sites, options.n_sites, cores, bench_dir, progress
@@ -274,7 +279,7 @@ def run_federation_benchmark(
     progress("local-only training")
     local = run_local_only(config, base, options.n_sites, cores)
     local["test_sites"], local["test"] = local["test"], {}
-    result = summarise([central, central_sites], federated, local, options)
+    result = summarise(central, federated, local, options)
     result.update({"simulation": simulation, "cores": cores, "n_sites": options.n_sites})
     result.update({"partition": asdict(spec), "command": facts["command"]})
     (bench_dir / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
@@ -283,35 +288,37 @@ def run_federation_benchmark(
 
 
 def load_sites(settings: FederationSettings, n_sites: int) -> list:
-    """The first ``n_sites`` sites' data, each as its own folder gives it."""
+    """The first ``n_sites`` sites' data, each as its own folder gives it.
+
+    With the neighbour exchange, each with the pooled neighbour context, as the
+    federation's sites had it.
+    """
     partitions = Path(settings.partitions_dir)
     site_dirs = sorted((partitions / "sites").iterdir())[:n_sites]
     data = data_settings(settings)
-    return [
+    sites = [
         load_partition_site(str(path), str(partitions / "public"), data)[1] for path in site_dirs
     ]
+    if settings.neighbour_exchange:
+        sites = exchange_in_process(sites, [read_site_info(path) for path in site_dirs])
+    return sites
 
 
-def summarise(centrals: list[dict], federated: list[dict], local: dict, options) -> dict:
+def summarise(central: dict, federated: list[dict], local: dict, options) -> dict:
     """Rows in table order, each with its fraction of the centralised macro AUPRC.
 
-    ``x_centralised``: the row's AUPRC on the pooled city's test windows over the
-    first centralised row's (trained on the pooled city); ``x_centralised_sites``:
-    its AUPRC on the sites' own view of the test windows over that of the last
-    centralised row (trained on the sites' data pooled), the same information a
-    federation has.
+    ``x_centralised``: the row's AUPRC on the pooled data's test windows over the
+    centralised row's; ``x_centralised_sites``: the same on the sites' own view
+    of the test windows.
     """
     ours = [row for row in federated if row["method"] not in BASELINES]
     best = max(ours, key=lambda row: row["validation"].get("auprc-macro", -1.0), default=None)
-    rows = [*centrals, *[row for row in federated if row["method"] in BASELINES]]
+    rows = [central, *[row for row in federated if row["method"] in BASELINES]]
     if best is not None:
         rows.append({**best, "method": f"best of ours: {best['method']}"})
     rows += [row for row in ours if row is not best] + [local]
-    for column, key, reference_row in (
-        ("x_centralised", "test", centrals[0]),
-        ("x_centralised_sites", "test_sites", centrals[-1]),
-    ):
-        reference = reference_row.get(key, {}).get("auprc-macro")
+    for column, key in (("x_centralised", "test"), ("x_centralised_sites", "test_sites")):
+        reference = central.get(key, {}).get("auprc-macro")
         for row in rows:
             value = row.get(key, {}).get("auprc-macro")
             row[column] = value / reference if value is not None and reference else None
@@ -321,8 +328,8 @@ def summarise(centrals: list[dict], federated: list[dict], local: dict, options)
 def benchmark_table(result: dict) -> Table:
     """The rows as a rich table."""
     table = Table(title=f"Federation benchmark: {result['n_sites']} sites, test windows")
-    for column in ("method", "AUPRC city", "x central", "AUPRC sites", "x central (sites)",
-                   "AUROC city", "rounds/epochs", "wall s", "warm s/round", "overhead",
+    for column in ("method", "AUPRC pooled", "x central", "AUPRC sites", "x central (sites)",
+                   "AUROC pooled", "rounds/epochs", "wall s", "warm s/round", "overhead",
                    "failures"):  # fmt: skip
         table.add_column(column, justify="left" if column == "method" else "right")
 
@@ -349,8 +356,8 @@ def benchmark_table(result: dict) -> Table:
         f"(process tree), {result['cores']} cores; overhead = training wall per round ÷ "
         "(Σ site CPU seconds ÷ cores), rounds ≥ 2; rounds: the round kept (best on validation, "
         "as the centralised trainer keeps its best epoch) / rounds run; "
-        "city: the pooled city's test windows; "
-        "sites: each site's own view of them (its neighbours, its cameras)"
+        "pooled: the test windows of the sites' data pooled; "
+        "sites: each site's own view of them (its data, and the neighbour context it was given)"
     )
     return table
 

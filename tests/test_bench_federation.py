@@ -27,10 +27,9 @@ def test_overhead_counts_warm_rounds_against_compute_per_core():
 
 
 def test_best_of_ours_is_picked_on_validation_and_scaled_by_centralised():
-    central = {"method": "centralised", "test": {"auprc-macro": 0.5}}
-    central_sites = {
-        "method": "centralised (sites' data)",
-        "test": {"auprc-macro": 0.3},
+    central = {
+        "method": "centralised (sites' data pooled)",
+        "test": {"auprc-macro": 0.5},
         "test_sites": {"auprc-macro": 0.4},
     }
 
@@ -48,18 +47,17 @@ def test_best_of_ours_is_picked_on_validation_and_scaled_by_centralised():
         row("fedbn", 0.45, 0.35, 0.36),
     ]
     local = {"method": "local-only", "test": {}, "test_sites": {"auprc-macro": 0.2}}
-    result = summarise([central, central_sites], federated, local, None)
+    result = summarise(central, federated, local, None)
     methods = [row["method"] for row in result["rows"]]
     assert methods == [
-        "centralised",
-        "centralised (sites' data)",
+        "centralised (sites' data pooled)",
         "fedavg",
         "best of ours: fedbn",
         "scaffold",
         "local-only",
     ]
-    best = result["rows"][3]
-    assert best["x_centralised"] == pytest.approx(0.9)  # 0.45 / 0.5 on the pooled city
+    best = result["rows"][2]
+    assert best["x_centralised"] == pytest.approx(0.9)  # 0.45 / 0.5 on the pooled data
     assert best["x_centralised_sites"] == pytest.approx(0.9)  # 0.36 / 0.4 on the sites' view
     assert result["rows"][-1]["x_centralised"] is None
     assert result["rows"][-1]["x_centralised_sites"] == pytest.approx(0.5)
@@ -80,8 +78,7 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
     saved = json.loads((bench_dir / "benchmark.json").read_text())
     methods = [row["method"] for row in saved["rows"]]
     assert methods == [
-        "centralised",
-        "centralised (sites' data)",
+        "centralised (sites' data pooled)",
         "fedavg",
         "fedprox",
         "best of ours: scaffold",
@@ -91,8 +88,11 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         assert 0 < row["test_sites"]["auprc-macro"] <= 1
     for row in saved["rows"][:-1]:
         assert 0 < row["test"]["auprc-macro"] <= 1
-    for row in saved["rows"][2:5]:
+    for row in saved["rows"][1:4]:
         assert row["rounds"] == 2 and row["overhead"] > 0 and row["failures"] == 0
         assert 1 <= row["selected_round"] <= 2 and len(row["curve"]) == 2
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
-    assert benchmark_table(result).row_count == 6
+    assert benchmark_table(result).row_count == 5
+    fedavg_lines = (bench_dir / "fed-fedavg" / "metrics.jsonl").read_text().splitlines()
+    (exchange,) = [json.loads(x) for x in fedavg_lines if '"neighbour-exchange"' in x]
+    assert exchange["contributed"] == exchange["stored"] == 5 and exchange["failures"] == []
