@@ -215,6 +215,9 @@ def benchmark_federation(
     central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
     cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
+    neighbour_exchange: Annotated[
+        bool, typer.Option(help="Federated sites pool their neighbour sums before round 1.")
+    ] = True,
 ) -> None:
     """Centralised vs FedAvg vs FedProx vs ours vs local-only on one partition; overhead, memory."""
     from pipelines.bench_federation import (
@@ -239,6 +242,7 @@ def benchmark_federation(
         central_epochs=central_epochs,
         seed=seed,
         cores=cores,
+        neighbour_exchange=neighbour_exchange,
     )
     run_dir, result = guarded(
         lambda: run_federation_benchmark(options, runs_dir, lambda line: console.print(line)),
