@@ -80,7 +80,8 @@ class PrivateDataSlicer:
     def site_city(self, site: SiteInfo) -> City:
         """The site's private data with the city's public layer (shared, not copied)."""
         held_days = None if site.active_days is None else day_numbers_of_dates(site.active_days)
-        images = self._records("images", site, held_days, skip=site.no_cameras)
+        rows = self._record_rows
+        images = self._records("images", rows("images", site, held_days, site.no_cameras))
         frames = self.city.frames[images["frame"].to_numpy()]
         images["frame"] = np.arange(len(images), dtype=np.int64)
         return dataclasses.replace(
@@ -88,8 +89,8 @@ class PrivateDataSlicer:
             sensors=self._sensors(site, held_days),
             frames=frames,
             images=images,
-            reports=self._records("reports", site, held_days, skip=site.no_reports),
-            events=self._records("events", site, held_days, skip=False, thin=False),
+            reports=self._records("reports", rows("reports", site, held_days, site.no_reports)),
+            events=self._records("events", rows("events", site, held_days, False, thin=False)),
             meta={**self.city.meta, "site_id": site.site_id},
         )
 
@@ -126,9 +127,7 @@ class PrivateDataSlicer:
             rows["events"].append(self._record_rows("events", site, held_days, False, thin=False))
         sensors = self.city.sensors.copy(data={name: values[name] for name in self.channels})
         records = {
-            name: getattr(self.city, name)
-            .iloc[np.unique(np.concatenate(parts)) if parts else []]
-            .reset_index(drop=True)
+            name: self._records(name, np.unique(np.concatenate([np.zeros(0, np.int64), *parts])))
             for name, parts in rows.items()
         }
         return dataclasses.replace(self.city, sensors=sensors, **records)
@@ -142,15 +141,7 @@ class PrivateDataSlicer:
         steps[np.arange(len(self.time)) % site.coarse_factor != 0] = False
         return rows, np.flatnonzero(steps)
 
-    def _records(
-        self,
-        name: str,
-        site: SiteInfo,
-        held_days: np.ndarray | None,
-        skip: bool,
-        thin: bool = True,
-    ) -> pd.DataFrame:
-        rows = self._record_rows(name, site, held_days, skip, thin)
+    def _records(self, name: str, rows: np.ndarray) -> pd.DataFrame:
         return getattr(self.city, name).iloc[rows].reset_index(drop=True)
 
     def _record_rows(
