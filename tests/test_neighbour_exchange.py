@@ -105,3 +105,21 @@ def test_run_exchanges_before_round_one_and_a_failing_site_keeps_its_view(
     assert "injected fault" in exchange["failures"][0]["error"]
     assert seen[0] == [] and all(len(seen[k]) == 1 for k in range(1, 5))
     assert [line["round"] for line in _lines(tmp_path, "round")] == [1, 2]
+
+
+def test_a_resumed_run_exchanges_again_for_its_restarted_sites(
+    tiny_partitions, tiny_city_dir, tmp_path
+):
+    settings = tiny_settings(
+        tiny_partitions, tiny_city_dir, tmp_path, neighbour_exchange=True, num_rounds=1
+    )
+    run_federation(DirectGrid(client_app), settings)
+    restarted = DirectGrid(client_app)  # fresh node states, as after a crash
+    run_federation(restarted, settings.with_updates(num_rounds=2, resume=True))
+    exchanges = _lines(tmp_path, "neighbour-exchange")
+    assert [line["stored"] for line in exchanges] == [5, 5]
+    assert [line["round"] for line in _lines(tmp_path, "round")] == [1, 2]
+    assert all(
+        any(key.startswith("neighbour-totals@") for key in context.state)
+        for context in restarted.contexts.values()
+    )
