@@ -217,7 +217,7 @@ def benchmark_federation(
     seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
     neighbour_exchange: Annotated[
         bool, typer.Option(help="Federated sites pool their neighbour sums before round 1.")
-    ] = True,
+    ] = False,
 ) -> None:
     """Centralised vs FedAvg vs FedProx vs ours vs local-only on one partition; overhead, memory."""
     from pipelines.bench_federation import (
