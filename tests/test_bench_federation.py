@@ -73,6 +73,7 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         ours=("scaffold",),
         central_epochs=1,
         cores=2,
+        neighbour_exchange=True,
     )
     bench_dir, result = run_federation_benchmark(options, tmp_path, progress=lambda line: None)
     saved = json.loads((bench_dir / "benchmark.json").read_text())
