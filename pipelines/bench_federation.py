@@ -60,6 +60,7 @@ from fedcore.training import evaluate
 from pipelines.cities import CitySource, obtain_city
 from pipelines.federate import round_line
 from pipelines.local_only import run_local_only
+from pipelines.partition_commands import idle_sites_line, summarize_federation, untrained_sites
 from pipelines.process_memory import PeakMemory
 from pipelines.runs import new_run_dir, write_manifest
 from pipelines.site_pool import site_view_scores
@@ -241,6 +242,9 @@ def run_federation_benchmark(
     federation = partition_city(city, spec)  # bad specs fail before anything is written
     bench_dir = new_run_dir(runs_dir, "bench-federation")
     progress(f"{city.name}: {len(city.districts)} districts -> {options.n_sites} sites")
+    idle = untrained_sites(summarize_federation(city, federation))
+    if idle:
+        progress(idle_sites_line(len(idle), options.n_sites))
     partitions = write_federation(federation, city, bench_dir / "partitions")
     held_dir = PrivateDataSlicer(city).held_city(federation.sites).save(bench_dir / "pooled")
     cores = options.cores or os.cpu_count() or 1
@@ -282,6 +286,7 @@ def run_federation_benchmark(
     local["test_sites"], local["test"] = local["test"], {}
     result = summarise(central, federated, local, options)
     result.update({"simulation": simulation, "cores": cores, "n_sites": options.n_sites})
+    result["sites_without_training"] = idle
     result.update({"partition": asdict(spec), "command": facts["command"]})
     (bench_dir / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
     write_manifest(bench_dir, status="finished", **facts)

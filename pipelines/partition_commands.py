@@ -20,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from datasets import City, window_starts
+from datasets import City, temporal_split, window_starts
 from datasets.partition import Federation, PartitionSpec, SiteInfo, partition_city
 from datasets.partition_io import write_federation
 from domains import domain_names
@@ -39,6 +39,8 @@ class SiteSummary:
         site_id: The site.
         n_districts: Districts it holds.
         samples: District-windows (6-hour windows) it has data and labels for.
+        train_samples: Those of them in the training part of the temporal split
+            (`datasets.temporal_split`); a site with none never trains.
         modalities: Modalities present (``cameras``, ``reports``, ``sensors``).
         skew: What was taken away (``scarce``, ``coarse 1/10``, ``2/6 channels``).
         label_rates: Events per sample, per domain.
@@ -47,6 +49,7 @@ class SiteSummary:
     site_id: str
     n_districts: int
     samples: int
+    train_samples: int
     modalities: list[str]
     skew: list[str]
     label_rates: dict[str, float]
@@ -55,6 +58,7 @@ class SiteSummary:
 def summarize_federation(city: City, federation: Federation) -> list[SiteSummary]:
     """One `SiteSummary` per site, indexing the city's records once."""
     starts = window_starts(city, STRIDE_HOURS, LOOKBACK_HOURS, HORIZON_HOURS)
+    train = temporal_split(starts, HORIZON_HOURS)["train"]
     domains = _ordered_domains(city)
     events = city.events
     stamps = pd.DatetimeIndex(events["timestamp"]).as_unit("ns").asi8
@@ -90,6 +94,7 @@ def summarize_federation(city: City, federation: Federation) -> list[SiteSummary
                 site_id=site.site_id,
                 n_districts=len(site.districts),
                 samples=samples,
+                train_samples=len(site.districts) * int((held & train).sum()),
                 modalities=modalities,
                 skew=_skew_words(site, n_channels),
                 label_rates=rates,
@@ -118,17 +123,40 @@ def _skew_words(site: SiteInfo, n_channels: int) -> list[str]:
     return words
 
 
+def untrained_sites(summaries: list[SiteSummary]) -> list[str]:
+    """Sites with no training window: they hold only validation or test days.
+
+    This happens when sites outnumber districts: the partitioner then cuts the
+    record into eras of days, and the eras that fall after the validation cut
+    never train.
+    """
+    return [summary.site_id for summary in summaries if summary.train_samples == 0]
+
+
+def idle_sites_line(n_idle: int, n_sites: int) -> str:
+    """The warning for sites that never train, with what to do about it."""
+    return (
+        f"{n_idle} of {n_sites} sites hold no training window (sites outnumber districts, "
+        "so they hold eras of days after the validation cut); a city with at least as "
+        "many districts as sites gives every site whole districts over the whole record"
+    )
+
+
 def summary_table(summaries: list[SiteSummary]) -> Table:
     """A rich table, one row per site."""
     domains = list(summaries[0].label_rates) if summaries else []
     table = Table(
         title="Edge sites",
-        caption="samples: 6-hour district-windows with data; domain columns: events per sample",
+        caption=(
+            "samples: 6-hour district-windows with data; train: those before the "
+            "validation cut; domain columns: events per sample"
+        ),
         box=box.SIMPLE_HEAD,
     )
     table.add_column("site", no_wrap=True)
     table.add_column("districts", justify="right")
     table.add_column("samples", justify="right")
+    table.add_column("train", justify="right")
     table.add_column("modalities", no_wrap=True)
     table.add_column("skew")
     for name in domains:
@@ -138,6 +166,7 @@ def summary_table(summaries: list[SiteSummary]) -> Table:
             summary.site_id,
             str(summary.n_districts),
             str(summary.samples),
+            str(summary.train_samples),
             " ".join(summary.modalities) or "-",
             ", ".join(summary.skew) or "-",
             *(f"{summary.label_rates[name]:.3f}" for name in domains),
@@ -193,7 +222,11 @@ def partitions(
 
     city, federation = guarded(build, also=(ValueError,))
     console = Console(width=max(Console().width, 120))  # a pipe still gets the whole table
-    console.print(summary_table(summarize_federation(city, federation)))
+    summaries = summarize_federation(city, federation)
+    console.print(summary_table(summaries))
+    idle = untrained_sites(summaries)
+    if idle:
+        console.print(f"[yellow]{idle_sites_line(len(idle), len(summaries))}[/yellow]")
     seconds = time.perf_counter() - began
     console.print(f"wrote {len(federation.sites)} sites to {out_dir} in {seconds:.1f} s")
 

@@ -93,6 +93,7 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         assert row["rounds"] == 2 and row["overhead"] > 0 and row["failures"] == 0
         assert 1 <= row["selected_round"] <= 2 and len(row["curve"]) == 2
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
+    assert saved["sites_without_training"] == []  # 5 sites over the tiny city's districts
     assert benchmark_table(result).row_count == 5
     fedavg_lines = (bench_dir / "fed-fedavg" / "metrics.jsonl").read_text().splitlines()
     (exchange,) = [json.loads(x) for x in fedavg_lines if '"neighbour-exchange"' in x]

@@ -8,6 +8,7 @@ import typer
 import xarray as xr
 from typer.testing import CliRunner
 
+import datasets
 import datasets.partition_io as partition_io
 from datasets import City, RiskSamples, make_city, window_starts
 from datasets.partition import (
@@ -21,7 +22,7 @@ from datasets.partition_grouping import _hilbert_index, spatial_order
 from datasets.partition_io import load_site, read_federation, write_federation
 from domains import get_domain
 from fedcore.federation.sites import read_site_plan
-from pipelines.partition_commands import register, summarize_federation
+from pipelines.partition_commands import register, summarize_federation, untrained_sites
 
 DOMAINS = ("traffic", "safety", "crowd", "disaster")
 SKEWED = PartitionSpec(
@@ -425,6 +426,21 @@ def test_summary_label_rates_match_the_written_sites(loaded_sites, federation, c
             counts = get_domain(name).targets(loaded.events, loaded.district_ids, starts)
             expected = counts[site.rows(loaded)][:, held].sum()
             assert summary.label_rates[name] * summary.samples == pytest.approx(expected)
+
+
+def test_summary_counts_training_windows_and_names_sites_that_never_train(city, starts):
+    """75 sites over 30 districts: three eras; the last falls after the validation cut."""
+    federation = partition_city(city, PartitionSpec(n_sites=75, dirichlet_alpha=0.3, seed=1))
+    summaries = summarize_federation(city, federation)
+    train = datasets.temporal_split(starts, 6)["train"]
+    for summary, site in zip(summaries, federation.sites, strict=True):
+        held = site.window_mask(starts) & train
+        assert summary.train_samples == len(site.districts) * held.sum()
+        assert summary.train_samples <= summary.samples
+    idle = untrained_sites(summaries)
+    assert idle == [site.site_id for number, site in enumerate(federation.sites) if number % 3 == 2]
+    whole = summarize_federation(city, partition_city(city, PartitionSpec(n_sites=10, seed=1)))
+    assert untrained_sites(whole) == [] and all(summary.train_samples > 0 for summary in whole)
 
 
 def test_benchmark_times_partition_and_write(city, tmp_path):
