@@ -375,6 +375,31 @@ def rounds_text(row: dict) -> str:
     return str(row.get("rounds", row.get("epochs", "-")))
 
 
+def domain_table(result: dict) -> Table:
+    """AUPRC per domain of every row on the pooled test windows: where a method loses."""
+    domains = [
+        key.removeprefix("auprc-")
+        for key in result["rows"][0]["test"]
+        if key.startswith("auprc-") and key != "auprc-macro"
+    ]
+    table = Table(title="AUPRC per domain, pooled test windows (sites' view for local-only)")
+    table.add_column("method")
+    for name in domains:
+        table.add_column(name, justify="right")
+    for row in result["rows"]:
+        scores = row["test"] or row.get("test_sites", {})
+        table.add_row(
+            row["method"],
+            *(
+                f"{scores[f'auprc-{name}']:.3f}" if f"auprc-{name}" in scores else "-"
+                for name in domains
+            ),  # fmt: skip
+        )
+    return table
+
+
 def print_benchmark(result: dict) -> None:
-    """The table on stdout."""
-    Console(width=160).print(benchmark_table(result))
+    """The tables on stdout."""
+    console = Console(width=160)
+    console.print(benchmark_table(result))
+    console.print(domain_table(result))

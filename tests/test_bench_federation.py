@@ -7,6 +7,7 @@ import pytest
 from pipelines.bench_federation import (
     FederationBenchOptions,
     benchmark_table,
+    domain_table,
     round_overhead,
     run_federation_benchmark,
     summarise,
@@ -63,6 +64,18 @@ def test_best_of_ours_is_picked_on_validation_and_scaled_by_centralised():
     assert result["rows"][-1]["x_centralised_sites"] == pytest.approx(0.5)
 
 
+def test_domain_table_shows_each_rows_auprc_per_domain():
+    scores = {"auprc-macro": 0.3, "auprc-crowd": 0.4, "auprc-disaster": 0.2, "auroc-crowd": 0.7}
+    central = {"method": "central", "test": scores}
+    fed = {"method": "scaffold", "test": {"auprc-macro": 0.2, "auprc-crowd": 0.35}}
+    local = {"method": "local-only", "test": {}, "test_sites": {"auprc-disaster": 0.05}}
+    table = domain_table({"rows": [central, fed, local]})
+    assert [column.header for column in table.columns] == ["method", "crowd", "disaster"]
+    cells = [list(column.cells) for column in table.columns]
+    assert cells[1] == ["0.400", "0.350", "-"]
+    assert cells[2] == ["0.200", "-", "0.050"]
+
+
 @pytest.mark.slow
 def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path):
     options = FederationBenchOptions(
@@ -94,7 +107,7 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         assert 1 <= row["selected_round"] <= 2 and len(row["curve"]) == 2
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
     assert saved["sites_without_training"] == []  # 5 sites over the tiny city's districts
-    assert benchmark_table(result).row_count == 5
+    assert benchmark_table(result).row_count == domain_table(result).row_count == 5
     fedavg_lines = (bench_dir / "fed-fedavg" / "metrics.jsonl").read_text().splitlines()
     (exchange,) = [json.loads(x) for x in fedavg_lines if '"neighbour-exchange"' in x]
     assert exchange["contributed"] == exchange["stored"] == 5 and exchange["failures"] == []
