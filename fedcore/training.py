@@ -25,10 +25,23 @@ def risk_loss(output: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
     return per_entry.sum() / mask.sum().clamp(min=1.0)
 
 
-def make_optimiser(model: RiskNet, lr: float) -> torch.optim.Optimizer:
-    """AdamW over the parameters that train (frozen encoders are left out)."""
+def make_optimiser(
+    model: RiskNet, lr: float, kind: str = "adamw", momentum: float = 0.0
+) -> torch.optim.Optimizer:
+    """An optimiser over the parameters that train (frozen encoders are left out).
+
+    ``adamw`` (the central trainer's, and a site's by default) or ``sgd`` (with
+    ``momentum``): a federated site starts a fresh optimiser every round, and a
+    fresh AdamW moves every weight by about ``lr`` a step whatever its gradient,
+    while SGD moves each in proportion to it, as FedAvg's and SCAFFOLD's
+    analyses assume (Reddi et al. 2021 pair SGD sites with an adaptive server).
+    """
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    return torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    if kind == "adamw":
+        return torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    if kind == "sgd":
+        return torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=1e-4)
+    raise ValueError(f"optimiser must be adamw or sgd; got {kind!r}")
 
 
 def train_epochs(

@@ -108,6 +108,29 @@ def test_client_trains_and_reports_site_metrics(setup):
     assert any(not torch.equal(new[name], old[name]) for name in old)
 
 
+def test_site_optimiser_is_the_run_configs(setup):
+    """SGD moves the weights by lr x clipped gradient (norm <= lr a step); AdamW by ~lr each."""
+    settings, config, model = setup
+    old = model.state_dict()
+
+    def update_norm(**changes) -> tuple[float, int]:
+        site = settings.with_updates(lr=1e-3, lr_schedule="constant", **changes)
+        reply = client_app(_message(site, config, model), node_context(7, 0))
+        assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+        new = reply.content["arrays"].to_torch_state_dict()
+        moved = [(new[name] - old[name]).double() for name in old if old[name].is_floating_point()]
+        examples = int(reply.content["metrics"]["num-examples"])
+        steps = site.site_epochs(examples) * math.ceil(examples / site.batch_size)
+        return float(torch.sqrt(sum((delta**2).sum() for delta in moved))), steps
+
+    sgd, steps = update_norm(site_optimiser="sgd")
+    adamw, _ = update_norm()
+    assert 0 < sgd <= 1e-3 * steps * 1.01
+    assert adamw > 10 * sgd
+    with pytest.raises(ValueError, match="site-optimiser"):
+        settings.with_updates(site_optimiser="lion")
+
+
 def test_unlabelled_domain_counts_no_labels(setup):
     settings, config, model = setup
     context = node_context(7, 1, **{"unlabelled-domains": "crowd"})

@@ -47,7 +47,7 @@ from fedcore.federation.task import (
 )
 from fedcore.model import ModelConfig, RiskNet
 from fedcore.site_data import SiteData
-from fedcore.training import evaluate, train_epochs
+from fedcore.training import evaluate, make_optimiser, train_epochs
 
 app = ClientApp()
 
@@ -143,12 +143,14 @@ def train(msg: Message, context: Context) -> Message:
             model, server, site_control(context, server, settings.run_dir)
         )
     if len(indices):
+        lr = settings.site_lr(round_number)
         result = train_epochs(
             model,
             data,
             indices,
             epochs=settings.site_epochs(len(indices)),
-            lr=settings.site_lr(round_number),
+            lr=lr,
+            optimiser=make_optimiser(model, lr, settings.site_optimiser, settings.site_momentum),
             batch_size=settings.batch_size,
             seed=settings.seed * 1000 + round_number * 7 + max(site_number(site_id), 0),
             penalty=penalty,

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 ROUND_SELECTIONS = ("best", "last")
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
 LOCAL_LAYER_KINDS = ("norm", "head")
+SITE_OPTIMISERS = ("adamw", "sgd")  # see fedcore.training.make_optimiser
 # Layers a strategy keeps at the site unless ``local-layers`` says otherwise.
 DEFAULT_LOCAL_LAYERS = {"fedbn": "norm", "fedper": "head"}
 # Server learning rate a strategy takes unless ``server-lr`` says otherwise: a
@@ -48,7 +49,11 @@ class FederationSettings:
             epochs where a site's data are few); 0 = just ``local_epochs``. A
             small site with a fresh AdamW would otherwise move the model only a
             few steps a round, and a federation of small sites would crawl.
-        lr: Site learning rate (AdamW) in the first round.
+        lr: Site learning rate in the first round.
+        site_optimiser: ``adamw`` or ``sgd``, fresh at a site every round
+            (`fedcore.training.make_optimiser` says why SGD); SGD takes a larger
+            ``lr`` than AdamW.
+        site_momentum: Momentum of the ``sgd`` site optimiser.
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
             ``constant`` keeps ``lr``.
@@ -97,6 +102,8 @@ class FederationSettings:
     local_epochs: int = 1
     local_steps: int = 0
     lr: float = 3e-3
+    site_optimiser: str = "adamw"
+    site_momentum: float = 0.0
     lr_schedule: str = "cosine"
     batch_size: int = 64
     fraction_train: float = 1.0
@@ -149,6 +156,8 @@ class FederationSettings:
             "server-momentum": 0 <= self.server_momentum < 1,
             "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
             "lr-schedule": self.lr_schedule in ("cosine", "constant"),
+            "site-optimiser": self.site_optimiser in SITE_OPTIMISERS,
+            "site-momentum": 0 <= self.site_momentum < 1,
             "select-round": self.select_round in ROUND_SELECTIONS,
         }
         bad = [key for key, ok in checks.items() if not ok]
