@@ -213,6 +213,33 @@ def test_scaffold_sends_control_and_moves_it_by_mean_delta():
     assert restored.control["body"] == pytest.approx([1.0] * 3)
 
 
+def test_scaffold_global_step_scales_the_averaged_update_of_trainable_arrays():
+    """eta_g = 2 doubles the move from the round's start; arrays without a control stay averaged."""
+
+    def aggregated(server_lr: float) -> ArrayRecord:
+        strategy = Scaffold(
+            control_keys=["body"],
+            server_lr=server_lr,
+            head_keys=HEADS,
+            n_domains=N_DOMAINS,
+            min_train_nodes=1,
+            min_available_nodes=1,
+        )
+        grid = DirectGrid(lambda message, context: None, n_sites=2)
+        record = ArrayRecord({key: Array(value) for key, value in CURRENT.items()})
+        list(strategy.configure_train(1, record, ConfigRecord(), grid))
+        return strategy.aggregate_train(1, list(_two_sites()))[0]
+
+    averaged, moved = aggregated(1.0), aggregated(2.0)
+    assert averaged["body"].numpy() == pytest.approx([4.0] * 3)
+    assert moved["body"].numpy() == pytest.approx([8.0] * 3)  # 0 + 2 * (4 - 0)
+    for key in HEADS:
+        assert moved[key].numpy() == pytest.approx(averaged[key].numpy())
+    settings = FederationSettings(strategy="scaffold")
+    assert make_strategy(settings, HEADS, []).server_lr == 1.0
+    assert make_strategy(settings.with_updates(server_lr=1.5), HEADS, []).server_lr == 1.5
+
+
 def test_make_strategy_uses_flowers_classes_with_the_run_knobs():
     from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
 

@@ -79,7 +79,8 @@ class FederationSettings:
             strategy's own (fedbn: norm, fedper: head, others: none).
         proximal_mu: FedProx's proximal weight.
         server_lr: Server learning rate: FedAvgM's step on its momentum, FedAdam's
-            and FedYogi's eta; 0 takes the strategy's own (`DEFAULT_SERVER_LR`).
+            and FedYogi's eta, SCAFFOLD's global step ``eta_g``; 0 takes the
+            strategy's own (`DEFAULT_SERVER_LR`).
         server_momentum: FedAvgM's server momentum (heavy ball on the averaged update).
         server_beta1: FedAdam/FedYogi first-moment decay.
         server_beta2: FedAdam/FedYogi second-moment decay.

@@ -193,16 +193,20 @@ class Scaffold(SiteAware, FedAvg):
     it with every training message; a site corrects each gradient by
     ``c - c_i`` and returns, beside its weights, ``delta_c_i``, the change of its
     own control (its mean raw gradient along the local trajectory minus the old
-    ``c_i``; with SGD this is the paper's option II). The model is averaged as in
-    FedAvg (global step 1); the control moves by ``|S| / N`` times the mean delta.
+    ``c_i``; with SGD this is the paper's option II). The model moves from the
+    round's start ``x`` by the paper's global step ``eta_g`` times the averaged
+    update, ``x + eta_g * (mean(y_i) - x)`` (``eta_g = 1``: FedAvg's average);
+    the control moves by ``|S| / N`` times the mean delta.
 
     Args:
         control_keys: Keys of the trainable parameters.
+        server_lr: The global step ``eta_g``.
         **kwargs: Passed to `SiteAware` and FedAvg.
     """
 
-    def __init__(self, *, control_keys: list[str], **kwargs) -> None:
+    def __init__(self, *, control_keys: list[str], server_lr: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.server_lr = server_lr
         self.control_keys = list(control_keys)
         self.control: dict[str, np.ndarray] = {}
         self.n_nodes = 0
@@ -229,12 +233,25 @@ class Scaffold(SiteAware, FedAvg):
             if not reply.has_error() and CONTROL_DELTA_KEY in reply.content
         ]
         result = super().aggregate_train(server_round, replies)
+        if result[0] is not None and self.server_lr != 1.0:
+            result = (self._global_step(result[0]), result[1])
         if deltas:
             share = len(deltas) / max(self.n_nodes, len(deltas))
             for key in self.control:
                 mean = np.mean([delta[key] for delta in deltas], axis=0)
                 self.control[key] = (self.control[key] + share * mean).astype(np.float32)
         return result
+
+    def _global_step(self, averaged: ArrayRecord) -> ArrayRecord:
+        """``x + eta_g * (mean - x)`` for the trainable arrays; the rest as averaged."""
+        moved = {}
+        for key, array in averaged.items():
+            mean = array.numpy()
+            if key in self.control_keys:
+                start = self.round_arrays[key]
+                mean = np.asarray(start + self.server_lr * (mean - start), dtype=start.dtype)
+            moved[key] = Array(mean)
+        return ArrayRecord(moved)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The server control, ``control/<key>``."""
@@ -282,5 +299,5 @@ def make_strategy(
             server_lr=settings.server_step, server_momentum=settings.server_momentum, **common
         )
     if name == "scaffold":
-        return Scaffold(control_keys=control_keys, **common)
+        return Scaffold(control_keys=control_keys, server_lr=settings.server_step, **common)
     return KizashiFedAvg(**common)
