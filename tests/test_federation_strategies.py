@@ -186,17 +186,23 @@ def test_fedavgm_steps_on_momentum_of_the_averaged_update_and_resumes():
     assert arrays["heads.bias"].numpy()[2:] == pytest.approx([-0.2, -0.2])
 
 
-def test_scaffold_sends_control_and_moves_it_by_mean_delta():
+def _scaffold_in_round_1(n_sites: int, server_lr: float = 1.0) -> tuple[Scaffold, list[Message]]:
+    """A SCAFFOLD strategy (control on ``body``) that has sent round 1 from ``CURRENT``."""
     strategy = Scaffold(
         control_keys=["body"],
+        server_lr=server_lr,
         head_keys=HEADS,
         n_domains=N_DOMAINS,
         min_train_nodes=1,
         min_available_nodes=1,
     )
-    grid = DirectGrid(lambda message, context: None, n_sites=4)
+    grid = DirectGrid(lambda message, context: None, n_sites=n_sites)
     record = ArrayRecord({key: Array(value) for key, value in CURRENT.items()})
-    messages = list(strategy.configure_train(1, record, ConfigRecord(), grid))
+    return strategy, list(strategy.configure_train(1, record, ConfigRecord(), grid))
+
+
+def test_scaffold_sends_control_and_moves_it_by_mean_delta():
+    strategy, messages = _scaffold_in_round_1(n_sites=4)
     assert all(CONTROL_KEY in message.content for message in messages)
     assert messages[0].content[CONTROL_KEY]["body"].numpy() == pytest.approx([0.0] * 3)
     a, b = _two_sites()
@@ -217,17 +223,7 @@ def test_scaffold_global_step_scales_the_averaged_update_of_trainable_arrays():
     """eta_g = 2 doubles the move from the round's start; arrays without a control stay averaged."""
 
     def aggregated(server_lr: float) -> ArrayRecord:
-        strategy = Scaffold(
-            control_keys=["body"],
-            server_lr=server_lr,
-            head_keys=HEADS,
-            n_domains=N_DOMAINS,
-            min_train_nodes=1,
-            min_available_nodes=1,
-        )
-        grid = DirectGrid(lambda message, context: None, n_sites=2)
-        record = ArrayRecord({key: Array(value) for key, value in CURRENT.items()})
-        list(strategy.configure_train(1, record, ConfigRecord(), grid))
+        strategy, _ = _scaffold_in_round_1(n_sites=2, server_lr=server_lr)
         return strategy.aggregate_train(1, list(_two_sites()))[0]
 
     averaged, moved = aggregated(1.0), aggregated(2.0)
