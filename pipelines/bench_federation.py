@@ -393,7 +393,7 @@ def domain_table(result: dict) -> Table:
             *(
                 f"{scores[f'auprc-{name}']:.3f}" if f"auprc-{name}" in scores else "-"
                 for name in domains
-            ),  # fmt: skip
+            ),
         )
     return table
 
