@@ -8,9 +8,8 @@ import typer
 import xarray as xr
 from typer.testing import CliRunner
 
-import datasets
 import datasets.partition_io as partition_io
-from datasets import City, RiskSamples, make_city, window_starts
+from datasets import City, RiskSamples, make_city, temporal_split, window_starts
 from datasets.partition import (
     PartitionSpec,
     SiteInfo,
@@ -432,7 +431,7 @@ def test_summary_counts_training_windows_and_names_sites_that_never_train(city, 
     """75 sites over 30 districts: three eras; the last falls after the validation cut."""
     federation = partition_city(city, PartitionSpec(n_sites=75, dirichlet_alpha=0.3, seed=1))
     summaries = summarize_federation(city, federation)
-    train = datasets.temporal_split(starts, 6)["train"]
+    train = temporal_split(starts, 6)["train"]
     for summary, site in zip(summaries, federation.sites, strict=True):
         held = site.window_mask(starts) & train
         assert summary.train_samples == len(site.districts) * held.sum()
