@@ -5,8 +5,9 @@ A step is forward + backward + AdamW on a batch shaped like the default city's
 samples (24 hourly sensor steps of 7 channels, 8 reports, a 16-px frame, the
 neighbours' context, a 400-district graph with 11 static attributes). On CUDA
 it compares bf16 autocast with fp32 in one run.
-It prints a table and writes JSON. It imports only torch and fedcore.model, so
-it runs on a GPU machine that has no geo stack.
+It prints a table and writes JSON. It imports torch and fedcore.model, which
+reaches geopandas, shapely and pyproj through ``datasets``: a GPU machine without
+the geo stack needs their wheels (README).
 """
 
 from __future__ import annotations
