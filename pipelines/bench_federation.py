@@ -7,7 +7,8 @@ skew, 30% without cameras), one model preset, one temporal hold-out:
   (`PrivateDataSlicer.held_city`: every record, frame and reading some site
   holds, in one place, so every sample has its neighbours' data; frames of
   sites without cameras are not there), early stopping on validation;
-- **federated**: FedAvg, FedProx and "ours" (default SCAFFOLD, FedBN, FedAdam) in
+- **federated**: FedAvg, FedProx and "ours" (default SCAFFOLD, FedBN, FedAdam; a
+  method may carry its own knobs, `fedavgm:server-lr=2:server-momentum=0`) in
   one Flower simulation (Ray starts once), with the neighbour exchange if turned
   on (`fedcore.federation.neighbour_exchange`); each final model scored
   on the same test windows, and on each site's own view of them; "best of ours"
@@ -58,7 +59,7 @@ from fedcore.federation.task import (
 from fedcore.model import ModelConfig, load_model
 from fedcore.training import evaluate
 from pipelines.cities import CitySource, obtain_city
-from pipelines.federate import round_line
+from pipelines.federate import parse_overrides, round_line
 from pipelines.local_only import run_local_only
 from pipelines.partition_commands import idle_sites_line, summarize_federation, untrained_sites
 from pipelines.process_memory import PeakMemory
@@ -90,7 +91,9 @@ class FederationBenchOptions:
             Dir(0.1)) one epoch a round (3-11 steps a site) left FedAvgM at
             validation AUPRC 0.056 after 6 rounds, 20 steps at 0.075.
         preset: RiskNet preset.
-        ours: Our strategies to compare (the best on validation is "best of ours").
+        ours: Our methods to compare (the best on validation is "best of ours"):
+            each a strategy, optionally with its own run-config knobs
+            (`method_settings`).
         central_epochs: Most epochs of the centralised trainer (early stopping).
         lr: Site learning rate.
         batch_size: Site batch size.
@@ -118,6 +121,26 @@ class FederationBenchOptions:
     seed: int = 0
     cores: int | None = None
     neighbour_exchange: bool = False
+
+
+def method_settings(base: FederationSettings, method: str) -> FederationSettings:
+    """The settings of one compared method: ``base`` with its strategy and knobs.
+
+    ``method`` is a strategy, or a strategy with run-config knobs of its own,
+    ``strategy:key=value:key=value``: ``fedavgm:server-lr=2:server-momentum=0`` is
+    FedAvg with a doubled global step. Baselines and other methods keep ``base``.
+
+    Raises:
+        ValueError: An unknown strategy or key, or a value of the wrong type.
+    """
+    strategy, *pairs = method.split(":")
+    try:
+        knobs = parse_overrides(pairs)
+    except ValueError as error:
+        raise ValueError(f"method {method!r}: {error}") from None
+    return FederationSettings.from_run_config(
+        {**base.to_run_config(), **knobs, "strategy": strategy.strip()}
+    )
 
 
 def _scores(model, data, split: str) -> dict:
@@ -179,7 +202,7 @@ def round_overhead(rounds: list[dict], cores: int) -> dict:
 
 def run_federated(
     base: FederationSettings,
-    strategies: list[str],
+    methods: list[str],
     pooled,
     sites: list,
     n_sites: int,
@@ -187,22 +210,32 @@ def run_federated(
     bench_dir: Path,
     progress: Progress,
 ) -> tuple[list[dict], dict]:
-    """Every strategy in one simulation; their rows and the simulation's peak memory."""
+    """Every method in one simulation; their rows and the simulation's peak memory."""
     runs = [
-        base.with_updates(strategy=name, run_dir=str(bench_dir / f"fed-{name}"))
-        for name in strategies
+        method_settings(base, method).with_updates(
+            run_dir=str(bench_dir / f"fed-{method.replace(':', '_')}")
+        )
+        for method in methods
     ]
+    by_dir = {
+        settings.run_dir: (method, settings) for method, settings in zip(methods, runs, strict=True)
+    }
+
+    def report(record: dict) -> None:
+        method, settings = by_dir[record["run_dir"]]
+        progress(f"{method}: {round_line(record, settings.num_rounds)}")
+
     began = time.perf_counter()
     with PeakMemory() as memory:
         simulate_federation(
             runs,
             n_sites,
             cores=cores,
-            progress=lambda r: progress(f"{r['strategy']}: {round_line(r, base.num_rounds)}"),
+            progress=report,
         )
     simulation = {"wall_s": time.perf_counter() - began, "peak_rss_gb": memory.peak_bytes / 2**30}
     rows = []
-    for settings in runs:
+    for method, settings in zip(methods, runs, strict=True):
         run_dir = Path(settings.run_dir)
         lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         rounds = [line for line in lines if line["kind"] == "round"]
@@ -210,7 +243,7 @@ def run_federated(
         model = load_model(run_dir / "model")
         rows.append(
             {
-                "method": settings.strategy,
+                "method": method,
                 "test": _scores(model, pooled, "test"),
                 "test_sites": site_view_scores(model, sites),
                 "validation": _scores(model, pooled, "validation"),
@@ -229,8 +262,8 @@ def run_federation_benchmark(
     options: FederationBenchOptions, runs_dir: Path, progress: Progress = print
 ) -> tuple[Path, dict]:
     """Run every method on one partition; write ``benchmark.json``; return the result."""
-    for name in options.ours:
-        FederationSettings(strategy=name)  # an unknown strategy fails before any training
+    for method in options.ours:
+        method_settings(FederationSettings(), method)  # a bad method fails before any training
     city, _ = obtain_city(options.city)
     spec = PartitionSpec(
         n_sites=options.n_sites,
@@ -277,9 +310,9 @@ def run_federation_benchmark(
     progress("centralised training on the sites' data pooled")
     central = run_centralised(config, pooled, options, sites)
     progress(central_line(central))
-    strategies = list(dict.fromkeys([*BASELINES, *options.ours]))
+    methods = list(dict.fromkeys([*BASELINES, *options.ours]))
     federated, simulation = run_federated(
-        base, strategies, pooled, sites, options.n_sites, cores, bench_dir, progress
+        base, methods, pooled, sites, options.n_sites, cores, bench_dir, progress
     )
     progress("local-only training")
     local = run_local_only(config, base, options.n_sites, cores)

@@ -209,9 +209,13 @@ def benchmark_federation(
         int, typer.Option(help="Fewest optimiser steps per site and round (0: off).")
     ] = 20,
     preset: Preset = "tiny",
-    ours: Annotated[str, typer.Option(help="Our strategies, comma-separated.")] = (
-        "scaffold,fedbn,fedadam"
-    ),
+    ours: Annotated[
+        str,
+        typer.Option(
+            help="Our methods, comma-separated: a strategy, or a strategy with its own "
+            "run-config knobs, e.g. fedavgm:server-lr=2:server-momentum=0."
+        ),
+    ] = "scaffold,fedbn,fedadam",
     central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
     cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,

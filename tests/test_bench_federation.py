@@ -4,10 +4,13 @@ import json
 
 import pytest
 
+from fedcore.federation.server_app import SETTINGS_FILE
+from fedcore.federation.settings import FederationSettings
 from pipelines.bench_federation import (
     FederationBenchOptions,
     benchmark_table,
     domain_table,
+    method_settings,
     round_overhead,
     run_federation_benchmark,
     summarise,
@@ -83,7 +86,7 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         n_sites=5,
         rounds=2,
         preset="tiny",
-        ours=("scaffold",),
+        ours=("scaffold:server-lr=1.5",),
         central_epochs=1,
         cores=2,
         neighbour_exchange=True,
@@ -95,7 +98,7 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
         "centralised (sites' data pooled)",
         "fedavg",
         "fedprox",
-        "best of ours: scaffold",
+        "best of ours: scaffold:server-lr=1.5",
         "local-only",
     ]
     for row in saved["rows"]:
@@ -111,3 +114,22 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
     fedavg_lines = (bench_dir / "fed-fedavg" / "metrics.jsonl").read_text().splitlines()
     (exchange,) = [json.loads(x) for x in fedavg_lines if '"neighbour-exchange"' in x]
     assert exchange["contributed"] == exchange["stored"] == 5 and exchange["failures"] == []
+    ran = json.loads((bench_dir / "fed-scaffold_server-lr=1.5" / SETTINGS_FILE).read_text())
+    assert (ran["strategy"], ran["server-lr"]) == ("scaffold", 1.5)  # the method's own knob ran
+
+
+def test_a_method_is_a_strategy_with_its_own_knobs_over_the_shared_settings():
+    base = FederationSettings(lr=0.01, local_steps=20, server_lr=0.5)
+    plain = method_settings(base, "fedprox")
+    assert (plain.strategy, plain.lr, plain.server_lr, plain.local_steps) == (
+        "fedprox",
+        0.01,
+        0.5,
+        20,
+    )
+    tuned = method_settings(base, "fedavgm:server-lr=2:server-momentum=0")
+    assert (tuned.strategy, tuned.server_lr, tuned.server_momentum) == ("fedavgm", 2.0, 0.0)
+    assert (tuned.lr, tuned.local_steps) == (0.01, 20)
+    for bad in ("fedavgm:server-lr", "fedavgm:no-such-knob=1", "nostrategy", "fedavgm:lr=fast"):
+        with pytest.raises(ValueError):
+            method_settings(base, bad)
