@@ -1,7 +1,8 @@
 """Per-round checkpoints of a federated run, written atomically, and resuming from them.
 
 A checkpoint is ``run_dir/checkpoints/round-NNNN/`` with ``arrays.safetensors``
-(the global model as ``model/<key>``, the strategy's state as ``strategy/<key>``)
+(the global model as ``model/<key>``, the strategy's state as ``strategy/<key>``,
+the server's moving average of the model, if the run keeps one, as ``average/<key>``)
 and ``state.json`` (round, strategy, model config, settings). The folder appears
 whole or not at all (`datasets.atomic`), so a run killed at any moment resumes
 from its last complete round. On resume, ``metrics.jsonl`` loses the lines of
@@ -14,7 +15,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,15 @@ class Checkpoint:
         model: Global model arrays by state-dict key.
         strategy: Strategy state arrays (see `SiteAware.state_arrays`).
         facts: ``state.json``: strategy name, model config, settings.
+        average: The server's moving average of the global model
+            (`fedcore.federation.model_average`); empty when the run keeps none.
     """
 
     round: int
     model: dict[str, np.ndarray]
     strategy: dict[str, np.ndarray]
     facts: dict
+    average: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -59,6 +63,7 @@ def save_checkpoint(
     """
     arrays = {f"model/{key}": value for key, value in checkpoint.model.items()}
     arrays.update({f"strategy/{key}": value for key, value in checkpoint.strategy.items()})
+    arrays.update({f"average/{key}": value for key, value in checkpoint.average.items()})
     arrays = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
     facts = {
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -111,9 +116,11 @@ def read_checkpoint(run_dir: str | Path, server_round: int) -> Checkpoint:
     if facts.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"{folder}: checkpoint format {facts.get('format_version')} unknown")
     arrays = load_file(str(folder / "arrays.safetensors"))
-    model = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
-    strategy = {k[len("strategy/") :]: v for k, v in arrays.items() if k.startswith("strategy/")}
-    return Checkpoint(round=int(facts["round"]), model=model, strategy=strategy, facts=facts)
+    groups = {
+        group: {k[len(group) + 1 :]: v for k, v in arrays.items() if k.startswith(f"{group}/")}
+        for group in ("model", "strategy", "average")
+    }
+    return Checkpoint(round=int(facts["round"]), facts=facts, **groups)
 
 
 def trim_metrics_after(run_dir: str | Path, last_round: int) -> int:

@@ -29,6 +29,7 @@ from fedcore.federation.checkpoints import (
     trim_metrics_after,
 )
 from fedcore.federation.layers import head_keys
+from fedcore.federation.model_average import ModelAverage
 from fedcore.federation.neighbour_exchange import exchange_neighbours
 from fedcore.federation.rounds import run_rounds
 from fedcore.federation.selection import Selection, selection_source, update_selection
@@ -117,6 +118,7 @@ def run_federation(
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     strategy = make_strategy(settings, head_keys(model), trainable)
     selected: Selection | None = None
+    average = ModelAverage(settings.server_ema, checkpoint.average if checkpoint else None)
     if checkpoint is None:
         arrays, first_round = arrays_of(model), 1
     else:
@@ -149,7 +151,11 @@ def run_federation(
         save_checkpoint(
             settings.run_dir,
             Checkpoint(
-                server_round, model_arrays, state, {**facts, "selected": selected.to_facts()}
+                server_round,
+                model_arrays,
+                state,
+                {**facts, "selected": selected.to_facts()},
+                average=average.state,
             ),
             keep=settings.keep_checkpoints,
             protect=selected.round,
@@ -166,8 +172,9 @@ def run_federation(
         shared,
         _central_evaluation(settings, config),
         on_round_done,
+        average,
     )
-    save_selected_model(settings, config, selected, final)
+    save_selected_model(settings, config, selected, average.of(final))
     return final
 
 
@@ -177,13 +184,17 @@ def save_selected_model(
     selected: Selection | None,
     last: ArrayRecord,
 ) -> None:
-    """Save the selected round's model as the run's ``model/`` and say which it is."""
+    """Save the selected round's model as the run's ``model/`` and say which it is.
+
+    ``last`` is the last round's model; with ``server-ema`` each round's model
+    is the server's moving average (the checkpoint's ``average``).
+    """
     run_dir = Path(settings.run_dir)
     if selected is None or selected.round == settings.num_rounds:
         chosen = model_from_arrays(config, last)
     else:
-        kept = read_checkpoint(run_dir, selected.round).model
-        chosen = model_from_arrays(config, arrays_from_numpy(kept))
+        kept = read_checkpoint(run_dir, selected.round)
+        chosen = model_from_arrays(config, arrays_from_numpy(kept.average or kept.model))
     save_model(chosen, run_dir / "model")
     round_kept = selected.round if selected else settings.num_rounds
     append_metrics(

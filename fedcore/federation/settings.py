@@ -85,6 +85,10 @@ class FederationSettings:
         server_beta1: FedAdam/FedYogi first-moment decay.
         server_beta2: FedAdam/FedYogi second-moment decay.
         server_tau: FedAdam/FedYogi adaptivity (added to the root of the second moment).
+        server_ema: Decay per round of the server's moving average of the global
+            model, which is then what is evaluated, selected and saved; sites
+            still train from the raw model (`fedcore.federation.model_average`).
+            0: off, the raw global model is kept.
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
@@ -122,6 +126,7 @@ class FederationSettings:
     server_beta1: float = 0.9
     server_beta2: float = 0.99
     server_tau: float = 1e-3
+    server_ema: float = 0.0
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"
@@ -155,6 +160,7 @@ class FederationSettings:
             "proximal-mu": self.proximal_mu >= 0,
             "server-lr": self.server_lr >= 0,
             "server-momentum": 0 <= self.server_momentum < 1,
+            "server-ema": 0 <= self.server_ema < 1,
             "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
             "lr-schedule": self.lr_schedule in ("cosine", "constant"),
             "site-optimiser": self.site_optimiser in SITE_OPTIMISERS,
