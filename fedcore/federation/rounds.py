@@ -173,12 +173,13 @@ def run_rounds(
     train_config: ConfigRecord,
     central_evaluation: CentralEvaluation | None,
     on_round_done: RoundDone,
-    average: ModelAverage | None = None,
+    average: ModelAverage,
 ) -> ArrayRecord:
     """Rounds ``first_round..num_rounds``; each ends in ``metrics.jsonl`` and `on_round_done`.
 
-    Central evaluation scores the round's global model, or with ``average`` the
-    server's moving average of it (`fedcore.federation.model_average`).
+    Central evaluation scores what ``average`` makes of the round's global model:
+    the server's moving average of it, or the model itself when that is off
+    (`fedcore.federation.model_average`).
 
     ``on_round_done(round, arrays, record)`` runs after the round's lines are
     appended (it writes the checkpoint), so a checkpoint always has its lines.
@@ -203,7 +204,7 @@ def run_rounds(
             replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
             evaluated = strategy.aggregate_evaluate(server_round, replies)
             record["federated_evaluation"] = dict(evaluated) if evaluated else None
-        scored = arrays if average is None else average.update(arrays)
+        scored = average.update(arrays)
         if central_evaluation is not None:
             record["central"] = central_evaluation(server_round, scored)
         record["wall_seconds"] = time.perf_counter() - began
