@@ -71,12 +71,24 @@ class DirectGrid(Grid):
         client: Called as ``client(message, context)`` per node (the ClientApp).
         n_sites: Nodes ``1000 + k`` are partitions ``k``.
         lost: Node ids whose replies never arrive (a timed-out site).
+        node_ids: The node id of each partition instead (as Flower draws them:
+            at random); `get_node_ids` lists nodes by id, not by partition.
     """
 
-    def __init__(self, client: ClientCall, n_sites: int = N_SITES, lost: Iterable[int] = ()):
+    def __init__(
+        self,
+        client: ClientCall,
+        n_sites: int = N_SITES,
+        lost: Iterable[int] = (),
+        node_ids: list[int] | None = None,
+    ):
         set_task_identity()
         self.client = client
-        self.contexts = {1000 + k: node_context(1000 + k, k, n_sites) for k in range(n_sites)}
+        ids = node_ids or [1000 + k for k in range(n_sites)]
+        self.contexts = {
+            node: node_context(node, k, n_sites)
+            for node, k in sorted(zip(ids, range(n_sites), strict=True))
+        }
         self.lost = set(lost)
         self.sent: list[Message] = []
         self._run = None

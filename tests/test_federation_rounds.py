@@ -64,10 +64,29 @@ def test_resumed_run_ends_where_an_unbroken_run_ends(tiny_partitions, tiny_city_
     assert [line["round"] for line in _lines(tmp_path / "broken", "round")] == [1, 2, 3]
 
 
+def test_a_round_draws_the_same_sites_whatever_ids_flower_gives_the_nodes(
+    tiny_partitions, tiny_city_dir, tmp_path
+):
+    drawn = []
+    for name, node_ids in (("ordered", None), ("shuffled", [7051, 3002, 9013, 1024, 5035])):
+        settings = tiny_settings(
+            tiny_partitions, tiny_city_dir, tmp_path / name, fraction_train=0.4, num_rounds=3
+        )
+        run_federation(DirectGrid(client_app, node_ids=node_ids), settings)
+        (roll_call,) = _lines(tmp_path / name, "roll-call")
+        assert roll_call["sites"] == N_SITES and roll_call["failures"] == []
+        drawn.append([line["sites"] for line in _lines(tmp_path / name, "round")])
+    assert all(len(sites) == 2 for sites in drawn[0])
+    assert drawn[0] == drawn[1]
+
+
 def _failing_client(failing: set[int], in_round: int):
     def client(message, context):
         partition = int(context.node_config["partition-id"])
-        if partition in failing and int(message.content["config"]["server-round"]) == in_round:
+        if (
+            partition in failing
+            and int(message.content["config"].get("server-round", 0)) == in_round
+        ):
             raise RuntimeError(f"injected fault at partition {partition}")
         return client_app(message, context)
 
@@ -78,6 +97,8 @@ def test_round_completes_without_failed_and_silent_sites(tiny_partitions, tiny_c
     settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, min_train_sites=2)
     grid = DirectGrid(_failing_client({0, 1}, in_round=2), lost={1004})
     run_federation(grid, settings)
+    (roll_call,) = _lines(tmp_path, "roll-call")
+    assert roll_call["nodes"] == 5 and roll_call["sites"] == 4  # node 1004 never answers
     first, second = _lines(tmp_path, "round")
     # a site silent from the start is known only by its node
     assert len(first["sites"]) == 4 and [f["site"] for f in first["failures"]] == ["node-1004"]

@@ -34,6 +34,7 @@ from fedcore.federation.neighbour_exchange import (
 )
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.site_hooks import ScaffoldCorrection, proximal_penalty
+from fedcore.federation.site_order import ROLL_CALL, SITE_ID_KEY
 from fedcore.federation.strategies import CONTROL_DELTA_KEY, CONTROL_KEY
 from fedcore.federation.task import (
     arrays_from_numpy,
@@ -184,6 +185,16 @@ def evaluate_site(msg: Message, context: Context) -> Message:
     metrics["num-examples"] = metrics.pop("val-num-examples")
     metrics["site-index"] = site_number(site_id)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+@app.query(ROLL_CALL)
+@_tagged
+def roll_call_answer(msg: Message, context: Context) -> Message:
+    """Which site this node is, from its folder's ``site.json`` (no data is read)."""
+    partitions = str(msg.content["config"].get("partitions-dir", ""))
+    site_dir, _ = site_folders(dict(context.node_config), partitions)
+    site = ConfigRecord({SITE_ID_KEY: read_site_info(site_dir).site_id})
+    return Message(content=RecordDict({"site": site}), reply_to=msg)
 
 
 @app.query("neighbour_sums")

@@ -12,51 +12,25 @@ completes when at least ``min-train-sites`` sites reply without error within
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedcore.federation.model_average import ModelAverage
 from fedcore.federation.settings import FederationSettings
+from fedcore.federation.site_order import SITE_TAG, SiteDirectory, SiteOrderedGrid
 from fedcore.federation.strategies import SiteAware
 from fedcore.run_log import append_metrics
 
-SITE_TAG = re.compile(r"\[site=([^\]]+)\]")
 CentralEvaluation = Callable[[int, ArrayRecord], dict | None]
 RoundDone = Callable[[int, ArrayRecord, dict], None]
 
 
 class RoundFailedError(RuntimeError):
     """Too few sites answered a round for it to count."""
-
-
-@dataclass
-class SiteDirectory:
-    """Which site each Flower node is, learned from the sites' replies."""
-
-    site_of_node: dict[int, str] = field(default_factory=dict)
-
-    def learn(self, reply: Message) -> str:
-        """The site of a reply, remembered for later rounds (its errors, its time-outs)."""
-        node = int(reply.metadata.src_node_id)
-        if reply.has_error():
-            found = SITE_TAG.search(str(reply.error.reason))
-            if found:
-                self.site_of_node.setdefault(node, found.group(1))
-            return self.name(node)
-        index = int(reply.content["metrics"].get("site-index", -1))
-        if index >= 0:
-            self.site_of_node[node] = f"site-{index:03d}"
-        return self.name(node)
-
-    def name(self, node: int) -> str:
-        """The site id of ``node``, or ``node-<id>`` while unknown."""
-        return self.site_of_node.get(node, f"node-{node}")
 
 
 def site_record(server_round: int, site: str, node: int, metrics: MetricRecord) -> dict:
@@ -165,7 +139,7 @@ def run_round(
 
 
 def run_rounds(
-    grid: Grid,
+    grid: SiteOrderedGrid,
     strategy: SiteAware,
     settings: FederationSettings,
     arrays: ArrayRecord,
@@ -183,9 +157,11 @@ def run_rounds(
 
     ``on_round_done(round, arrays, record)`` runs after the round's lines are
     appended (it writes the checkpoint), so a checkpoint always has its lines.
+    ``grid`` lists its nodes in site order, so a round's seeded sample draws the
+    same sites in every run (`fedcore.federation.site_order`).
     """
     run_dir = Path(settings.run_dir)
-    sites = SiteDirectory()
+    sites = grid.sites
     for server_round in range(first_round, settings.num_rounds + 1):
         began = time.perf_counter()
         try:

@@ -34,6 +34,7 @@ from fedcore.federation.neighbour_exchange import exchange_neighbours
 from fedcore.federation.rounds import run_rounds
 from fedcore.federation.selection import Selection, selection_source, update_selection
 from fedcore.federation.settings import FederationSettings
+from fedcore.federation.site_order import SiteOrderedGrid, roll_call
 from fedcore.federation.strategies import make_strategy
 from fedcore.federation.task import (
     arrays_from_numpy,
@@ -105,8 +106,11 @@ def run_federation(
 ) -> ArrayRecord:
     """Run (or resume) every round; checkpoint each; save the selected round's model.
 
-    With ``neighbour-exchange`` the sites first pool their neighbour sums (again
-    on a resume: a restarted site has lost what it kept).
+    A roll call first learns which node is which site, so rounds sample sites
+    in an order Flower's random node ids do not change
+    (`fedcore.federation.site_order`). With ``neighbour-exchange`` the sites then
+    pool their neighbour sums (both again on a resume: node ids change, and a
+    restarted site has lost what it kept).
 
     The run's ``model/`` is the global model of the round `fedcore.federation.selection`
     picks (the best on validation windows, or the last); ``metrics.jsonl`` ends
@@ -133,6 +137,8 @@ def run_federation(
         "settings": settings.to_run_config(),
     }
     source = selection_source(settings)
+    min_sites = settings.min_available_sites or settings.min_train_sites
+    sites = roll_call(grid, shared, settings.run_dir, settings.round_timeout_s, min_sites)
     if settings.neighbour_exchange:
         exchange_neighbours(
             grid,
@@ -140,7 +146,7 @@ def run_federation(
             public_shape(settings),
             settings.run_dir,
             settings.round_timeout_s,
-            settings.min_available_sites or settings.min_train_sites,
+            min_sites,
         )
 
     def on_round_done(server_round: int, new_arrays: ArrayRecord, record: dict) -> None:
@@ -164,7 +170,7 @@ def run_federation(
             progress({**record, "strategy": settings.strategy, "run_dir": settings.run_dir})
 
     final = run_rounds(
-        grid,
+        SiteOrderedGrid(grid, sites),
         strategy,
         settings,
         arrays,
