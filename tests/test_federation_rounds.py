@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from datasets.partition_io import read_federation
 from fedcore.federation.checkpoints import latest_checkpoint
 from fedcore.federation.client_app import app as client_app
 from fedcore.federation.rounds import RoundFailedError, error_text
@@ -38,6 +39,12 @@ def test_every_strategy_runs_rounds_and_records_them(
     assert len(site_lines) == 2 * N_SITES
     assert {line["site"] for line in site_lines} == {f"site-{k:03d}" for k in range(N_SITES)}
     assert all(line["num_examples"] >= 0 and "val_loss" in line for line in site_lines)
+    infos = {site.site_id: site for site in read_federation(tiny_partitions).sites}
+    for line in site_lines:  # samples with a frame, with a report
+        images, reports = line["modality_samples"]
+        assert (images == 0) == infos[line["site"]].no_cameras and 0 < reports <= line[
+            "num_examples"
+        ]
     assert latest_checkpoint(tmp_path).round == 2
     assert load_model(tmp_path / "model").config.preset == "tiny"
 

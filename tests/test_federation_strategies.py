@@ -132,6 +132,70 @@ def test_label_weighting_rejects_replies_without_counts():
         label_weighted_heads([reply.content], CURRENT, HEADS, N_DOMAINS)
 
 
+def _with_encoders(reply: Message, image: float, text: float, present: list[int]) -> Message:
+    """The reply with image and text encoder arrays and its modality counts."""
+    reply.content["arrays"]["image.w"] = Array(np.full(2, image, np.float32))
+    reply.content["arrays"]["text.w"] = Array(np.full(2, text, np.float32))
+    reply.content["metrics"]["modality-samples"] = present
+    return reply
+
+
+ENCODERS = {"image": ["image.w"], "text": ["text.w"]}
+
+
+def test_modality_weighting_averages_an_encoder_over_the_sites_that_had_the_modality():
+    a, b = _two_sites()
+    # A (1 example) has a camera and moved the image encoder to 2; B (3) has none
+    # and returns it unchanged (0). Both have reports.
+    replies = [_with_encoders(a, 2.0, 1.0, [1, 1]), _with_encoders(b, 0.0, 5.0, [0, 3])]
+    current = {**CURRENT, "image.w": np.zeros(2, np.float32), "text.w": np.zeros(2, np.float32)}
+    means = {}
+    for weighted in (False, True):
+        strategy = make_strategy(
+            FederationSettings(
+                modality_weighting=weighted, min_train_sites=1, domains="traffic,crowd"
+            ),
+            HEADS,
+            [],
+            ENCODERS,
+        )
+        _start(strategy, current)
+        arrays, _ = strategy.aggregate_train(1, [_copy(reply) for reply in replies])
+        means[weighted] = {key: arrays[key].numpy()[0] for key in ("image.w", "text.w", "body")}
+    assert means[False]["image.w"] == pytest.approx(0.5)  # (1*2 + 3*0) / 4: diluted
+    assert means[True]["image.w"] == pytest.approx(2.0)  # only A trained it
+    assert means[True]["text.w"] == pytest.approx(means[False]["text.w"]) == pytest.approx(4.0)
+    assert means[True]["body"] == pytest.approx(4.0)
+
+
+def test_an_encoder_no_site_trained_keeps_its_weights():
+    a, b = _two_sites()
+    replies = [_with_encoders(a, 2.0, 1.0, [0, 1]), _with_encoders(b, 3.0, 5.0, [0, 3])]
+    current = {**CURRENT, "image.w": np.full(2, 7.0, np.float32), "text.w": np.zeros(2, np.float32)}
+    strategy = KizashiFedAvg(
+        head_keys=HEADS,
+        n_domains=N_DOMAINS,
+        encoder_keys=ENCODERS,
+        min_train_nodes=1,
+        min_available_nodes=1,
+    )
+    _start(strategy, current)
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert arrays["image.w"].numpy() == pytest.approx([7.0, 7.0])
+
+
+def _copy(reply: Message) -> Message:
+    """A reply whose records aggregation may rewrite without touching the original."""
+    arrays = ArrayRecord(
+        {key: Array(a.numpy().copy()) for key, a in reply.content["arrays"].items()}
+    )
+    content = RecordDict(
+        {"arrays": arrays, "metrics": MetricRecord(dict(reply.content["metrics"]))}
+    )
+    node = int(reply.metadata.src_node_id)
+    return Message(content=content, reply_to=Message(RecordDict(), node, "train"))
+
+
 @pytest.mark.parametrize("kind", [KizashiFedAdam, KizashiFedYogi])
 def test_adaptive_strategies_resume_with_their_moments(kind):
     def fresh():

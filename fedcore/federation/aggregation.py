@@ -10,6 +10,12 @@ the averaging and their server optimisers see the result:
   per domain); the head rows of domain ``d`` are rescaled so that the
   ``num-examples``-weighted mean Flower computes equals the mean weighted by
   those counts. A domain nobody labelled keeps its current rows.
+- **missing modalities** (``modality-weighting``): a site without cameras never
+  trains the image encoder, yet its unchanged copy counts in the example-weighted
+  mean and shrinks the image encoder's update by its share of the examples.
+  Each reply reports ``modality-samples`` (training samples with each
+  modality present); a modality encoder's arrays are rescaled the same way, so
+  the mean is over the sites that trained it, weighted by those counts.
 - **what Flower checks**: Flower wants identical metric keys in every reply; ours
   differ (a site scores only the domains it has both classes of), so replies
   are reduced to the keys aggregation needs; the full metrics are recorded first.
@@ -24,6 +30,7 @@ from fedcore.federation.layers import head_row_domains
 
 WEIGHT_KEY = "num-examples"
 LABELS_KEY = "domain-labels"
+MODALITY_KEY = "modality-samples"
 AGGREGATED_METRICS = (WEIGHT_KEY, "train-loss")
 
 
@@ -61,18 +68,7 @@ def label_weighted_heads(
         ValueError: A reply lacks ``domain-labels`` of length ``n_domains``, or
             reports no examples.
     """
-    examples = np.array([float(content["metrics"][WEIGHT_KEY]) for content in contents])
-    if (examples <= 0).any():
-        raise ValueError("every reply must report num-examples > 0")
-    labels = np.zeros((len(contents), n_domains))
-    for row, content in enumerate(contents):
-        counts = content["metrics"].get(LABELS_KEY)
-        if counts is None or len(counts) != n_domains:
-            raise ValueError(f"every reply must report {LABELS_KEY} for {n_domains} domains")
-        labels[row] = np.asarray(counts, dtype=float)
-    totals = labels.sum(axis=0)
-    share = np.divide(labels, totals, out=np.zeros_like(labels), where=totals > 0)
-    scale = share * (examples.sum() / examples)[:, None]  # (sites, domains)
+    scale, totals = _count_scales(contents, LABELS_KEY, n_domains, "domains")
     rewritten = []
     for row, content in enumerate(contents):
         arrays = dict(content[arrays_key].items())
@@ -87,3 +83,67 @@ def label_weighted_heads(
             RecordDict({arrays_key: ArrayRecord(arrays), "metrics": content["metrics"]})
         )
     return rewritten
+
+
+def modality_weighted_encoders(
+    contents: list[RecordDict],
+    current: dict[str, np.ndarray],
+    encoder_keys: dict[str, list[str]],
+    arrays_key: str = "arrays",
+) -> list[RecordDict]:
+    """Rewrite each reply's modality encoders so Flower's mean weighs them by present samples.
+
+    The rule of `label_weighted_heads`, per modality instead of per head row:
+    site ``i``'s arrays of modality ``m`` become ``w_i * (c_im / C_m) * (N / n_i)``
+    with ``c_im`` its training samples where ``m`` is present; a modality no site
+    had keeps the current arrays.
+
+    Args:
+        contents: Training replies whose ``metrics`` hold ``num-examples`` (> 0)
+            and ``modality-samples`` (one count per modality of ``encoder_keys``,
+            in its order).
+        current: The global arrays the round started from.
+        encoder_keys: State-dict keys of each modality's encoder.
+        arrays_key: Key of the ArrayRecord in each reply.
+
+    Raises:
+        ValueError: A reply lacks the counts, or reports no examples.
+    """
+    scale, totals = _count_scales(contents, MODALITY_KEY, len(encoder_keys), "modalities")
+    rewritten = []
+    for row, content in enumerate(contents):
+        arrays = dict(content[arrays_key].items())
+        for column, keys in enumerate(encoder_keys.values()):
+            for key in keys:
+                if totals[column] == 0:
+                    arrays[key] = Array(np.ascontiguousarray(current[key]))
+                    continue
+                value = arrays[key].numpy()
+                new = (value * scale[row, column]).astype(value.dtype)
+                arrays[key] = Array(np.ascontiguousarray(new))
+        rewritten.append(
+            RecordDict({arrays_key: ArrayRecord(arrays), "metrics": content["metrics"]})
+        )
+    return rewritten
+
+
+def _count_scales(
+    contents: list[RecordDict], counts_key: str, n_groups: int, groups: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per (reply, group) factors that turn Flower's example weights into count weights.
+
+    Returns ``(c_ig / C_g) * (N / n_i)`` as a ``(replies, groups)`` array, and the
+    totals ``C_g``.
+    """
+    examples = np.array([float(content["metrics"][WEIGHT_KEY]) for content in contents])
+    if (examples <= 0).any():
+        raise ValueError("every reply must report num-examples > 0")
+    counts = np.zeros((len(contents), n_groups))
+    for row, content in enumerate(contents):
+        reported = content["metrics"].get(counts_key)
+        if reported is None or len(reported) != n_groups:
+            raise ValueError(f"every reply must report {counts_key} for {n_groups} {groups}")
+        counts[row] = np.asarray(reported, dtype=float)
+    totals = counts.sum(axis=0)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return share * (examples.sum() / examples)[:, None], totals

@@ -42,6 +42,7 @@ from fedcore.federation.task import (
     data_settings,
     labelled_counts,
     load_partition_site,
+    modality_counts,
     model_from_arrays,
     site_folders,
     site_number,
@@ -161,6 +162,7 @@ def train(msg: Message, context: Context) -> Message:
     store_local_layers(model, context, keys, settings.run_dir)
     metrics["num-examples"] = int(len(indices))
     metrics["domain-labels"] = labelled_counts(data, indices)
+    metrics["modality-samples"] = modality_counts(data, indices)
     content = RecordDict({"arrays": arrays_of(model)})
     if correction is not None:
         new_control = correction.next_site_control()

@@ -1,8 +1,9 @@
-"""Which of RiskNet's weights are normalisation layers and which are the per-domain heads.
+"""Which of RiskNet's weights are normalisation layers, per-domain heads, modality encoders.
 
 FedBN keeps normalisation layers at each site, personalised heads keep the heads;
 partial-label aggregation needs to know which rows of the heads belong to which
-domain. Names are state-dict keys, the same keys the server sees in an ArrayRecord.
+domain, and modality weighting which weights encode a modality a site may lack.
+Names are state-dict keys, the same keys the server sees in an ArrayRecord.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from torch import nn
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.modules.batchnorm._NormBase)
 HEAD_MODULE = "heads"
+# Modalities a whole site can lack (no cameras, no reports), by RiskNet module;
+# a site always has some sensor channels and the public graph.
+MODALITY_ENCODERS = ("image", "text")
 
 
 def norm_keys(model: nn.Module) -> list[str]:
@@ -33,6 +37,12 @@ def head_keys(model: nn.Module) -> list[str]:
     if not isinstance(heads, nn.Module):
         raise ValueError(f"{type(model).__name__} has no '{HEAD_MODULE}' module")
     return [f"{HEAD_MODULE}.{name}" for name in heads.state_dict()]
+
+
+def encoder_keys(model: nn.Module) -> dict[str, list[str]]:
+    """State-dict keys of each encoder of `MODALITY_ENCODERS`, by modality."""
+    keys = model.state_dict()
+    return {name: [key for key in keys if key.startswith(f"{name}.")] for name in MODALITY_ENCODERS}
 
 
 def local_keys(model: nn.Module, kinds: tuple[str, ...]) -> list[str]:

@@ -28,7 +28,7 @@ from fedcore.federation.checkpoints import (
     save_checkpoint,
     trim_metrics_after,
 )
-from fedcore.federation.layers import head_keys
+from fedcore.federation.layers import encoder_keys, head_keys
 from fedcore.federation.model_average import ModelAverage
 from fedcore.federation.neighbour_exchange import exchange_neighbours
 from fedcore.federation.rounds import run_rounds
@@ -120,7 +120,7 @@ def run_federation(
     torch.manual_seed(settings.seed)
     model = build_model(config)
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
-    strategy = make_strategy(settings, head_keys(model), trainable)
+    strategy = make_strategy(settings, head_keys(model), trainable, encoder_keys(model))
     selected: Selection | None = None
     average = ModelAverage(settings.server_ema, checkpoint.average if checkpoint else None)
     if checkpoint is None:

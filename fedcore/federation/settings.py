@@ -89,6 +89,10 @@ class FederationSettings:
             model, which is then what is evaluated, selected and saved; sites
             still train from the raw model (`fedcore.federation.model_average`).
             0: off, the raw global model is kept.
+        modality_weighting: Average each modality encoder (image, text) over the
+            sites that trained it, weighted by their samples with the modality,
+            instead of over all sites by examples, where sites without cameras
+            or reports dilute its update (`fedcore.federation.aggregation`).
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
@@ -127,6 +131,7 @@ class FederationSettings:
     server_beta2: float = 0.99
     server_tau: float = 1e-3
     server_ema: float = 0.0
+    modality_weighting: bool = False
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"

@@ -2,7 +2,8 @@
 
 FedAvg, FedProx, FedAdam and FedYogi are Flower's own classes; `SiteAware` sits in
 front of each to (1) weigh the heads by each site's per-domain label counts
-(partial labels, see `aggregation`), (2) reduce replies to the keys Flower checks,
+(partial labels, see `aggregation`) and, with ``modality-weighting``, each
+modality encoder by the samples that had the modality, (2) reduce replies to the keys Flower checks,
 (3) average evaluation metrics over the sites that report each one, and (4)
 expose the state a checkpoint must hold to continue the run (FedAdam/FedYogi's
 moments, SCAFFOLD's server control). FedBN and personalised heads need no server
@@ -20,7 +21,12 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
 
-from fedcore.federation.aggregation import WEIGHT_KEY, label_weighted_heads, reduced_reply
+from fedcore.federation.aggregation import (
+    WEIGHT_KEY,
+    label_weighted_heads,
+    modality_weighted_encoders,
+    reduced_reply,
+)
 from fedcore.federation.settings import FederationSettings
 
 CONTROL_KEY = "scaffold-control"
@@ -49,14 +55,24 @@ class SiteAware:
     Args:
         head_keys: State-dict keys of the per-domain heads.
         n_domains: Number of domains.
+        encoder_keys: State-dict keys of each modality encoder to average over
+            the sites that had the modality (``modality-weighting``); None: off.
         **kwargs: Passed to the Flower strategy.
     """
 
-    def __init__(self, *, head_keys: list[str], n_domains: int, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        head_keys: list[str],
+        n_domains: int,
+        encoder_keys: dict[str, list[str]] | None = None,
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
         super().__init__(**kwargs)
         self.head_keys = list(head_keys)
         self.n_domains = n_domains
+        self.encoder_keys = dict(encoder_keys or {})
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
@@ -82,6 +98,8 @@ class SiteAware:
         contents = label_weighted_heads(
             [reply.content for reply in useful], self.round_arrays, self.head_keys, self.n_domains
         )
+        if self.encoder_keys:
+            contents = modality_weighted_encoders(contents, self.round_arrays, self.encoder_keys)
         for reply, content in zip(useful, contents, strict=True):
             reply.content = reduced_reply(content)
         return super().aggregate_train(server_round, useful)
@@ -264,15 +282,20 @@ class Scaffold(SiteAware, FedAvg):
 
 
 def make_strategy(
-    settings: FederationSettings, head_keys: list[str], control_keys: list[str]
+    settings: FederationSettings,
+    head_keys: list[str],
+    control_keys: list[str],
+    encoder_keys: dict[str, list[str]] | None = None,
 ) -> SiteAware:
     """The strategy ``settings.strategy`` names, with the run's knobs.
 
     ``fedbn`` and ``fedper`` aggregate as FedAvg; what makes them differ is
-    the layers their sites keep (``settings.local_layer_kinds``).
+    the layers their sites keep (``settings.local_layer_kinds``). ``encoder_keys``
+    are averaged by modality only with ``modality-weighting``.
     """
     common = {
         "head_keys": head_keys,
+        "encoder_keys": encoder_keys if settings.modality_weighting else None,
         "n_domains": len(settings.domain_list),
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": settings.fraction_evaluate,

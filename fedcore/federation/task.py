@@ -17,6 +17,7 @@ from flwr.app import Array, ArrayRecord
 
 from datasets import City, static_features
 from datasets.partition_io import load_site, read_federation
+from fedcore.federation.layers import MODALITY_ENCODERS
 from fedcore.federation.settings import FederationSettings
 from fedcore.model import ModelConfig, RiskNet, build_model
 from fedcore.model.text_embedding import TEXT_DIM
@@ -127,6 +128,19 @@ def _pooled(city_dir: str, data: DataSettings) -> SiteData:
 def labelled_counts(data: SiteData, indices: np.ndarray) -> list[int]:
     """Samples with a label per domain among ``indices`` (for partial-label aggregation)."""
     return [int(count) for count in data.samples.target_mask[indices].sum(axis=0)]
+
+
+def modality_counts(data: SiteData, indices: np.ndarray) -> list[int]:
+    """Samples among ``indices`` with each modality of `MODALITY_ENCODERS` present.
+
+    Present as RiskNet sees it: a frame (``image``), any report (``text``).
+    """
+    samples = data.samples
+    present = {
+        "image": samples.frame_index[indices] >= 0,
+        "text": (samples.report_index[indices] >= 0).any(axis=1),
+    }
+    return [int(present[name].sum()) for name in MODALITY_ENCODERS]
 
 
 def model_from_arrays(config: ModelConfig, arrays: ArrayRecord) -> RiskNet:
