@@ -51,8 +51,8 @@ class SiteDirectory:
             self.site_of_node[node] = str(reply.content["site"][SITE_ID_KEY])
         elif "metrics" in reply.content.metric_records:
             index = int(reply.content["metrics"].get("site-index", -1))
-            if index >= 0:
-                self.site_of_node[node] = f"site-{index:03d}"
+            if index >= 0:  # the roll call's name, where it gave one, stays
+                self.site_of_node.setdefault(node, f"site-{index:03d}")
         return self.name(node)
 
     def name(self, node: int) -> str:
@@ -102,9 +102,8 @@ class SiteOrderedGrid(Grid):
 
     Args:
         grid: The run's Grid.
-        sites: Node → site, from `roll_call` (and updated by later replies'
-            `SiteDirectory.learn`, which never renames a node the roll call named
-            in simulation, where both name the partition folder).
+        sites: Node → site, from `roll_call` (later replies only name nodes it
+            did not).
     """
 
     def __init__(self, grid: Grid, sites: SiteDirectory) -> None:
