@@ -93,6 +93,7 @@ class FederationSettings:
             sites that trained it, weighted by their samples with the modality,
             instead of over all sites by examples, where sites without cameras
             or reports dilute its update (`fedcore.federation.aggregation`).
+            False: every array weighted by examples, as Flower does.
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
@@ -131,7 +132,7 @@ class FederationSettings:
     server_beta2: float = 0.99
     server_tau: float = 1e-3
     server_ema: float = 0.0
-    modality_weighting: bool = False
+    modality_weighting: bool = True
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"

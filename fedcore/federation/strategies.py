@@ -2,13 +2,14 @@
 
 FedAvg, FedProx, FedAdam and FedYogi are Flower's own classes; `SiteAware` sits in
 front of each to (1) weigh the heads by each site's per-domain label counts
-(partial labels, see `aggregation`) and, with ``modality-weighting``, each
-modality encoder by the samples that had the modality, (2) reduce replies to the keys Flower checks,
-(3) average evaluation metrics over the sites that report each one, and (4)
-expose the state a checkpoint must hold to continue the run (FedAdam/FedYogi's
-moments, SCAFFOLD's server control). FedBN and personalised heads need no server
-rule of their own: the sites keep those layers (see `local_state`), and the server
-averages them only as the starting point for new sites and central evaluation.
+(partial labels, see `aggregation`) and each modality encoder by the samples
+that had the modality (``modality-weighting``, on by default), (2) reduce
+replies to the keys Flower checks, (3) average evaluation metrics over the
+sites that report each one, and (4) expose the state a checkpoint must hold to
+continue the run (FedAdam/FedYogi's moments, SCAFFOLD's server control). FedBN
+and personalised heads need no server rule of their own: the sites keep those
+layers (see `local_state`), and the server averages them only as the starting
+point for new sites and central evaluation.
 """
 
 from __future__ import annotations
