@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
-from flwr.serverapp import Grid
 
 from fedcore.federation.model_average import ModelAverage
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.site_order import SITE_TAG, SiteDirectory, SiteOrderedGrid
+from fedcore.federation.site_order import SITE_TAG, SiteOrderedGrid
 from fedcore.federation.strategies import SiteAware
 from fedcore.run_log import append_metrics
 
@@ -71,15 +70,17 @@ def error_text(reason: str) -> str:
 
 
 def run_round(
-    grid: Grid,
+    grid: SiteOrderedGrid,
     strategy: SiteAware,
     settings: FederationSettings,
     server_round: int,
     arrays: ArrayRecord,
     train_config: ConfigRecord,
-    sites: SiteDirectory,
 ) -> tuple[ArrayRecord, dict, list[dict]]:
     """One training round; returns the new arrays, the round record and the site records.
+
+    Replies name their sites in ``grid.sites`` for later rounds (their errors,
+    their time-outs).
 
     Raises:
         RoundFailedError: Fewer than ``min-train-sites`` successful replies.
@@ -94,7 +95,7 @@ def run_round(
     replied = {int(reply.metadata.src_node_id) for reply in replies}
     site_rows, failures, took_part = [], [], []
     for reply in replies:
-        site = sites.learn(reply)
+        site = grid.sites.learn(reply)
         node = int(reply.metadata.src_node_id)
         if reply.has_error():
             failures.append(
@@ -106,7 +107,7 @@ def run_round(
     for node in sorted(set(sent) - replied):
         failures.append(
             {
-                "site": sites.name(node),
+                "site": grid.sites.name(node),
                 "node": node,
                 "error": f"no reply within {settings.round_timeout_s:g} s",
             }
@@ -161,12 +162,11 @@ def run_rounds(
     same sites in every run (`fedcore.federation.site_order`).
     """
     run_dir = Path(settings.run_dir)
-    sites = grid.sites
     for server_round in range(first_round, settings.num_rounds + 1):
         began = time.perf_counter()
         try:
             arrays, record, site_rows = run_round(
-                grid, strategy, settings, server_round, arrays, train_config, sites
+                grid, strategy, settings, server_round, arrays, train_config
             )
         except RoundFailedError as error:
             append_metrics(
