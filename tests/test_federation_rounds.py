@@ -8,9 +8,10 @@ import pytest
 from datasets.partition_io import read_federation
 from fedcore.federation.checkpoints import latest_checkpoint
 from fedcore.federation.client_app import app as client_app
-from fedcore.federation.rounds import RoundFailedError, error_text
+from fedcore.federation.rounds import RoundFailedError
 from fedcore.federation.server_app import run_federation
 from fedcore.federation.settings import STRATEGIES
+from fedcore.federation.site_order import error_text
 from fedcore.model import load_model
 from tests.federation_helpers import N_SITES, DirectGrid, tiny_partitions, tiny_settings
 
@@ -106,6 +107,8 @@ def test_round_completes_without_failed_and_silent_sites(tiny_partitions, tiny_c
     run_federation(grid, settings)
     (roll_call,) = _lines(tmp_path, "roll-call")
     assert roll_call["nodes"] == 5 and roll_call["sites"] == 4  # node 1004 never answers
+    assert [(f["site"], f["node"]) for f in roll_call["failures"]] == [("node-1004", 1004)]
+    assert "no reply" in roll_call["failures"][0]["error"]
     first, second = _lines(tmp_path, "round")
     # a site silent from the start is known only by its node
     assert len(first["sites"]) == 4 and [f["site"] for f in first["failures"]] == ["node-1004"]

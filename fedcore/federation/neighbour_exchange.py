@@ -36,8 +36,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from datasets.partition import SiteInfo
 from datasets.samples import neighbour_context, neighbour_sums
-from fedcore.federation.rounds import error_text
-from fedcore.federation.site_order import SiteDirectory
+from fedcore.federation.site_order import SiteDirectory, error_text
 from fedcore.federation.task import arrays_from_numpy
 from fedcore.run_log import append_metrics
 from fedcore.site_data import SiteData

@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
 from fedcore.federation.model_average import ModelAverage
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.site_order import SITE_TAG, SiteOrderedGrid
+from fedcore.federation.site_order import SiteOrderedGrid, error_text
 from fedcore.federation.strategies import SiteAware
 from fedcore.run_log import append_metrics
 
@@ -48,25 +48,6 @@ def site_record(server_round: int, site: str, node: int, metrics: MetricRecord) 
     values.pop("site-index", None)
     record.update({key.replace("-", "_"): value for key, value in values.items()})
     return record
-
-
-def error_text(reason: str) -> str:
-    """The line of an error reply that says what went wrong.
-
-    Flower wraps a site's exception (in simulation, inside a Ray traceback); the
-    useful part is our ``[site=...]`` line, else the message Flower's
-    ``ClientAppException`` carries, else the last line.
-    """
-    found = SITE_TAG.search(reason)
-    if found:
-        text = reason[found.end() :]
-    elif "Message: " in reason:
-        text = reason[reason.rindex("Message: ") + len("Message: ") :]
-    else:
-        lines = [line for line in reason.splitlines() if line.strip()]
-        text = lines[-1] if lines else reason
-    text = text.strip().splitlines()[0] if text.strip() else reason
-    return text.strip().removesuffix("'>").strip()[:500]
 
 
 def run_round(

@@ -11,6 +11,8 @@ A roll call before the first round asks every node for its site id (from the
 site's own ``site.json``; no data is read), and `SiteOrderedGrid` lists nodes in
 site-id order. A seed then draws the same sites in every simulation of one
 federation, and a resumed run draws what the unbroken run would have drawn.
+Every server step that asks the sites (roll call, neighbour exchange, rounds)
+names a failed site and its error with `SiteDirectory` and `error_text`.
 """
 
 from __future__ import annotations
@@ -65,6 +67,25 @@ class SiteDirectory:
         return sorted(nodes, key=lambda node: (node not in known, known.get(node, ""), node))
 
 
+def error_text(reason: str) -> str:
+    """The line of an error reply that says what went wrong.
+
+    Flower wraps a site's exception (in simulation, inside a Ray traceback); the
+    useful part is our ``[site=...]`` line, else the message Flower's
+    ``ClientAppException`` carries, else the last line.
+    """
+    found = SITE_TAG.search(reason)
+    if found:
+        text = reason[found.end() :]
+    elif "Message: " in reason:
+        text = reason[reason.rindex("Message: ") + len("Message: ") :]
+    else:
+        lines = [line for line in reason.splitlines() if line.strip()]
+        text = lines[-1] if lines else reason
+    text = text.strip().splitlines()[0] if text.strip() else reason
+    return text.strip().removesuffix("'>").strip()[:500]
+
+
 def roll_call(
     grid: Grid, config: ConfigRecord, run_dir: str, timeout: float, min_sites: int
 ) -> SiteDirectory:
@@ -79,13 +100,20 @@ def roll_call(
         Message(RecordDict({"config": config}), dst_node_id=node, message_type=ROLL_CALL_MESSAGE)
         for node in nodes
     ]
-    sites = SiteDirectory()
-    failures = []
+    sites, failures, answered = SiteDirectory(), [], set()
     for reply in grid.send_and_receive(asked, timeout=timeout):
+        node = int(reply.metadata.src_node_id)
+        answered.add(node)
         site = sites.learn(reply)
         if reply.has_error():
-            reason = str(reply.error.reason).strip().splitlines()
-            failures.append({"site": site, "error": reason[-1][:300] if reason else ""})
+            failures.append(
+                {"site": site, "node": node, "error": error_text(str(reply.error.reason))}
+            )
+    failures += [
+        {"site": sites.name(node), "node": node, "error": f"no reply within {timeout:g} s"}
+        for node in nodes
+        if node not in answered
+    ]
     record = {
         "kind": "roll-call",
         "nodes": len(nodes),
