@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from flwr.app import Array, ArrayRecord, MetricRecord
 
 from datasets.partition_io import read_federation
 from fedcore.federation.checkpoints import latest_checkpoint
@@ -117,6 +118,54 @@ def test_round_completes_without_failed_and_silent_sites(tiny_partitions, tiny_c
     assert set(failures) == {"site-000", "site-001", "node-1004"}
     assert "injected fault at partition 0" in failures["site-000"]
     assert sorted(second["sites"]) == ["site-002", "site-003"]
+
+
+def _tampering_client(in_round: int):
+    """Sites 0-2 send, in ``in_round``, replies that cannot be averaged."""
+
+    def client(message, context):
+        reply = client_app(message, context)
+        partition = int(context.node_config["partition-id"])
+        if int(message.content["config"].get("server-round", 0)) != in_round or partition > 2:
+            return reply
+        arrays = dict(reply.content["arrays"].items())
+        metrics = dict(reply.content["metrics"].items())
+        key = sorted(arrays)[0]
+        if partition == 0:
+            poisoned = arrays[key].numpy().copy()
+            poisoned.flat[0] = np.nan
+            arrays[key] = Array(poisoned)
+        elif partition == 1:
+            metrics["domain-labels"] = [1, 2]
+        else:
+            del arrays[key]
+        reply.content["arrays"] = ArrayRecord(arrays)
+        reply.content["metrics"] = MetricRecord(metrics)
+        return reply
+
+    return client
+
+
+def test_replies_that_cannot_be_averaged_are_failures_and_the_round_completes(
+    tiny_partitions, tiny_city_dir, tmp_path
+):
+    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, min_train_sites=2)
+    arrays = run_federation(DirectGrid(_tampering_client(in_round=2)), settings)
+    first, second = _lines(tmp_path, "round")
+    assert first["failures"] == [] and len(first["sites"]) == N_SITES
+    failures = {f["site"]: f["error"] for f in second["failures"]}
+    assert set(failures) == {"site-000", "site-001", "site-002"}
+    assert all(error.startswith("reply rejected: ") for error in failures.values())
+    assert "non-finite" in failures["site-000"]
+    assert "domain-labels must hold 4 counts" in failures["site-001"]
+    assert "missing" in failures["site-002"]
+    assert sorted(second["sites"]) == ["site-003", "site-004"]
+    assert {line["site"] for line in _lines(tmp_path, "site") if line["round"] == 2} == {
+        "site-003",
+        "site-004",
+    }
+    assert all(np.isfinite(array.numpy()).all() for array in arrays.values())
+    assert np.isfinite(second["central"]["auprc-macro"])
 
 
 def test_too_few_replies_stop_the_run_and_resume_retries(tiny_partitions, tiny_city_dir, tmp_path):

@@ -132,6 +132,39 @@ def test_label_weighting_rejects_replies_without_counts():
         label_weighted_heads([reply.content], CURRENT, HEADS, N_DOMAINS)
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda arrays, metrics: arrays.pop("body"), "missing ['body']"),
+        (lambda arrays, metrics: arrays.update(extra=np.zeros(1)), "unexpected ['extra']"),
+        (lambda arrays, metrics: arrays.update(body=np.zeros(4)), "shape (4,), not (3,)"),
+        (lambda arrays, metrics: arrays.update(body=np.full(3, np.inf)), "non-finite"),
+        (lambda arrays, metrics: metrics.update({"num-examples": -1}), "not a count"),
+        (lambda arrays, metrics: metrics.update({"domain-labels": [1]}), "hold 2 counts"),
+        (lambda arrays, metrics: metrics.update({"domain-labels": [9, 0]}), "between 0 and"),
+        (lambda arrays, metrics: metrics.update({"domain-labels": [-1, 0]}), "between 0 and"),
+    ],
+)
+def test_a_reply_that_cannot_be_averaged_is_named(change, problem):
+    arrays, metrics = _arrays(1.0, [1.0] * 4), {"num-examples": 2, "domain-labels": [2, 1]}
+    strategy = KizashiFedAvg(head_keys=HEADS, n_domains=N_DOMAINS)
+    _start(strategy, CURRENT)
+    assert strategy.reply_problem(_reply(arrays, 2, [2, 1], 1000).content) is None
+    change(arrays, metrics)
+    reply = _reply(arrays, metrics["num-examples"], metrics["domain-labels"], 1000)
+    assert problem in strategy.reply_problem(reply.content)
+
+
+def test_a_scaffold_reply_needs_a_control_delta_of_the_control_s_shape():
+    strategy, _ = _scaffold_in_round_1(n_sites=2)
+    reply, _ = _two_sites()
+    assert "no 'scaffold-control-delta'" in strategy.reply_problem(reply.content)
+    reply.content[CONTROL_DELTA_KEY] = ArrayRecord({"body": Array(np.zeros(2, np.float32))})
+    assert "shape (2,), not (3,)" in strategy.reply_problem(reply.content)
+    reply.content[CONTROL_DELTA_KEY] = ArrayRecord({"body": Array(np.zeros(3, np.float32))})
+    assert strategy.reply_problem(reply.content) is None
+
+
 def _with_encoders(reply: Message, image: float, text: float, present: list[int]) -> Message:
     """The reply with image and text encoder arrays and its modality counts."""
     reply.content["arrays"]["image.w"] = Array(np.full(2, image, np.float32))

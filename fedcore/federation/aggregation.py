@@ -19,9 +19,15 @@ the averaging and their server optimisers see the result:
 - **what Flower checks**: Flower wants identical metric keys in every reply; ours
   differ (a site scores only the domains it has both classes of), so replies
   are reduced to the keys aggregation needs; the full metrics are recorded first.
+- **what Flower does not check**: a reply whose arrays or counts cannot be
+  averaged (a missing or reshaped array, a NaN, a count list of the wrong
+  length) would make the mean raise or poison the global model. `reply_problem`
+  names what is wrong, and the round records that reply as a failure instead.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
@@ -39,6 +45,52 @@ def reduced_reply(content: RecordDict, arrays_key: str = "arrays") -> RecordDict
     metrics = content["metrics"]
     kept = {key: metrics[key] for key in AGGREGATED_METRICS if key in metrics}
     return RecordDict({arrays_key: content[arrays_key], "metrics": MetricRecord(kept)})
+
+
+def reply_problem(
+    content: RecordDict,
+    current: dict[str, np.ndarray],
+    counts: dict[str, int],
+    arrays_key: str = "arrays",
+) -> str | None:
+    """Why a training reply cannot be aggregated, or None when it can.
+
+    A reply must hold the round's arrays (same keys, same shapes, finite values)
+    and metrics with a finite ``num-examples`` >= 0 and, for each of ``counts``
+    (``{key: length}``), that many finite counts between 0 and ``num-examples``.
+    This checks form, not honesty: a site that lies within these bounds passes.
+    """
+    if arrays_key not in content.array_records or "metrics" not in content.metric_records:
+        return f"no {arrays_key!r} arrays or no metrics"
+    problem = arrays_problem(content[arrays_key], current)
+    if problem:
+        return problem
+    metrics = content["metrics"]
+    examples = metrics.get(WEIGHT_KEY)
+    if not isinstance(examples, int | float) or not math.isfinite(examples) or examples < 0:
+        return f"{WEIGHT_KEY} is {examples!r}, not a count"
+    for key, length in counts.items():
+        values = metrics.get(key)
+        if not isinstance(values, list) or len(values) != length:
+            return f"{key} must hold {length} counts; got {values!r}"
+        if not all(math.isfinite(value) and 0 <= value <= examples for value in values):
+            return f"{key} {values} must lie between 0 and {WEIGHT_KEY} ({examples:g})"
+    return None
+
+
+def arrays_problem(arrays: ArrayRecord, expected: dict[str, np.ndarray]) -> str | None:
+    """Why ``arrays`` cannot stand in for ``expected`` (keys, shapes, finite values), or None."""
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        return f"arrays differ from the round's: missing {missing[:3]}, unexpected {extra[:3]}"
+    for key, array in arrays.items():
+        value = array.numpy()
+        if value.shape != expected[key].shape:
+            return f"array {key} has shape {value.shape}, not {expected[key].shape}"
+        if not np.isfinite(value).all():
+            return f"array {key} holds non-finite values"
+    return None
 
 
 def label_weighted_heads(

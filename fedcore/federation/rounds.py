@@ -6,7 +6,9 @@ can neither resume at round ``k + 1`` nor say which sites failed. This loop
 calls the same strategy methods (`configure_train`, `aggregate_train`,
 `configure_evaluate`, `aggregate_evaluate`) one round at a time: a round
 completes when at least ``min-train-sites`` sites reply without error within
-``round-timeout-s``; the others are recorded as failures with their error.
+``round-timeout-s``; the others are recorded as failures with their error. A
+reply that arrives but cannot be aggregated (`SiteAware.reply_problem`: a
+missing or reshaped array, a NaN, malformed counts) is such a failure too.
 """
 
 from __future__ import annotations
@@ -74,17 +76,21 @@ def run_round(
     sent = [int(message.metadata.dst_node_id) for message in messages]
     replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
     replied = {int(reply.metadata.src_node_id) for reply in replies}
-    site_rows, failures, took_part = [], [], []
+    site_rows, failures, took_part, usable = [], [], [], []
     for reply in replies:
         site = grid.sites.learn(reply)
         node = int(reply.metadata.src_node_id)
         if reply.has_error():
-            failures.append(
-                {"site": site, "node": node, "error": error_text(str(reply.error.reason))}
-            )
+            problem = error_text(str(reply.error.reason))
         else:
-            site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
-            took_part.append(site)
+            problem = strategy.reply_problem(reply.content)
+            problem = problem and f"reply rejected: {problem}"
+        if problem:
+            failures.append({"site": site, "node": node, "error": problem})
+            continue
+        site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
+        took_part.append(site)
+        usable.append(reply)
     for node in sorted(set(sent) - replied):
         failures.append(
             {
@@ -114,7 +120,7 @@ def run_round(
         else None
     )
     record["num_examples"] = sum(row["num_examples"] for row in site_rows)
-    new_arrays, _ = strategy.aggregate_train(server_round, replies)
+    new_arrays, _ = strategy.aggregate_train(server_round, usable)
     record["train_wall_seconds"] = time.perf_counter() - began
     record["compute_seconds"] = sum(compute)
     return (arrays if new_arrays is None else new_arrays), record, site_rows

@@ -23,10 +23,14 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
 
 from fedcore.federation.aggregation import (
+    LABELS_KEY,
+    MODALITY_KEY,
     WEIGHT_KEY,
+    arrays_problem,
     label_weighted_heads,
     modality_weighted_encoders,
     reduced_reply,
+    reply_problem,
 )
 from fedcore.federation.settings import FederationSettings
 
@@ -82,6 +86,13 @@ class SiteAware:
         """Remember the round's starting arrays, then sample sites as Flower does."""
         self.round_arrays = {key: array.numpy() for key, array in arrays.items()}
         return super().configure_train(server_round, arrays, config, grid)
+
+    def reply_problem(self, content: RecordDict) -> str | None:
+        """Why a training reply of this round cannot be aggregated, or None (`aggregation`)."""
+        counts = {LABELS_KEY: self.n_domains}
+        if self.encoder_keys:
+            counts[MODALITY_KEY] = len(self.encoder_keys)
+        return reply_problem(content, self.round_arrays, counts)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         """Aggregate the successful replies that hold examples, heads weighted by labels.
@@ -242,6 +253,15 @@ class Scaffold(SiteAware, FedAvg):
         for message in messages:
             message.content[CONTROL_KEY] = record
         return messages
+
+    def reply_problem(self, content: RecordDict) -> str | None:
+        """`SiteAware.reply_problem`, and the control delta must fit the server control."""
+        problem = super().reply_problem(content)
+        if problem or not self.control:
+            return problem
+        if CONTROL_DELTA_KEY not in content.array_records:
+            return f"no {CONTROL_DELTA_KEY!r} arrays"
+        return arrays_problem(content[CONTROL_DELTA_KEY], self.control)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         """Average the model as FedAvg, then move the server control."""
