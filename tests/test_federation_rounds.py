@@ -51,14 +51,22 @@ def test_every_strategy_runs_rounds_and_records_them(
     assert load_model(tmp_path / "model").config.preset == "tiny"
 
 
-def test_resumed_run_ends_where_an_unbroken_run_ends(tiny_partitions, tiny_city_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("strategy", "site_optimiser"), [("fedadam", "adamw"), ("fedavgm", "mimelite")]
+)
+def test_resumed_run_ends_where_an_unbroken_run_ends(
+    strategy, site_optimiser, tiny_partitions, tiny_city_dir, tmp_path
+):
     # The break is emulated by planning 2 rounds, then 3: a constant site learning
     # rate keeps both plans' first rounds alike (a cosine one depends on the plan).
+    # Both cases keep server state a resume must restore: FedAdam's and FedAvgM's
+    # moments, and the moments mimelite sites step with.
     whole = tiny_settings(
         tiny_partitions,
         tiny_city_dir,
         tmp_path / "whole",
-        strategy="fedadam",
+        strategy=strategy,
+        site_optimiser=site_optimiser,
         num_rounds=3,
         lr_schedule="constant",
     )

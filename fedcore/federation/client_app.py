@@ -32,6 +32,7 @@ from fedcore.federation.neighbour_exchange import (
     stored_totals,
     with_neighbour_context,
 )
+from fedcore.federation.server_moments import GRADIENTS_KEY, MOMENTS_KEY, ServerMomentsAdam
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.site_hooks import ScaffoldCorrection, proximal_penalty
 from fedcore.federation.site_order import ROLL_CALL, SITE_ID_KEY
@@ -123,6 +124,17 @@ def validation_metrics(model: RiskNet, data: SiteData) -> dict[str, float]:
     return out
 
 
+def site_optimiser(
+    model: RiskNet, lr: float, settings: FederationSettings, content: RecordDict
+) -> torch.optim.Optimizer:
+    """The round's optimiser: fresh (``adamw``, ``sgd``) or stepping with the server's moments."""
+    if settings.site_optimiser != "mimelite":
+        return make_optimiser(model, lr, settings.site_optimiser, settings.site_momentum)
+    moments = content[MOMENTS_KEY].to_torch_state_dict() if MOMENTS_KEY in content else None
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    return ServerMomentsAdam(named, lr, moments, beta1=settings.server_beta1)
+
+
 @app.train()
 @_tagged
 def train(msg: Message, context: Context) -> Message:
@@ -144,15 +156,16 @@ def train(msg: Message, context: Context) -> Message:
         correction = ScaffoldCorrection(
             model, server, site_control(context, server, settings.run_dir)
         )
+    lr = settings.site_lr(round_number)
+    optimiser = site_optimiser(model, lr, settings, msg.content)
     if len(indices):
-        lr = settings.site_lr(round_number)
         result = train_epochs(
             model,
             data,
             indices,
             epochs=settings.site_epochs(len(indices)),
             lr=lr,
-            optimiser=make_optimiser(model, lr, settings.site_optimiser, settings.site_momentum),
+            optimiser=optimiser,
             batch_size=settings.batch_size,
             seed=settings.seed * 1000 + round_number * 7 + max(site_number(site_id), 0),
             penalty=penalty,
@@ -164,6 +177,8 @@ def train(msg: Message, context: Context) -> Message:
     metrics["domain-labels"] = labelled_counts(data, indices)
     metrics["modality-samples"] = modality_counts(data, indices)
     content = RecordDict({"arrays": arrays_of(model)})
+    if isinstance(optimiser, ServerMomentsAdam):
+        content[GRADIENTS_KEY] = optimiser.report()
     if correction is not None:
         new_control = correction.next_site_control()
         old_control = site_control(context, new_control, settings.run_dir)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 ROUND_SELECTIONS = ("best", "last")
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
 LOCAL_LAYER_KINDS = ("norm", "head")
-SITE_OPTIMISERS = ("adamw", "sgd")  # see fedcore.training.make_optimiser
+SITE_OPTIMISERS = ("adamw", "sgd", "mimelite")  # see site_optimiser below
 # Layers a strategy keeps at the site unless ``local-layers`` says otherwise.
 DEFAULT_LOCAL_LAYERS = {"fedbn": "norm", "fedper": "head"}
 # Server learning rate a strategy takes unless ``server-lr`` says otherwise: a
@@ -51,8 +51,11 @@ class FederationSettings:
             few steps a round, and a federation of small sites would crawl.
         lr: Site learning rate in the first round.
         site_optimiser: ``adamw`` or ``sgd``, fresh at a site every round
-            (`fedcore.training.make_optimiser` says why SGD); SGD takes a larger
-            ``lr`` than AdamW.
+            (`fedcore.training.make_optimiser` says why SGD; SGD takes a larger
+            ``lr`` than AdamW), or ``mimelite``: Adam steps with moments the
+            server holds and moves from the sites' gradients
+            (`fedcore.federation.server_moments`), so no site starts from a
+            fresh optimiser or follows its own slice's moments.
         site_momentum: Momentum of the ``sgd`` site optimiser.
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
@@ -82,8 +85,10 @@ class FederationSettings:
             and FedYogi's eta, SCAFFOLD's global step ``eta_g``; 0 takes the
             strategy's own (`DEFAULT_SERVER_LR`).
         server_momentum: FedAvgM's server momentum (heavy ball on the averaged update).
-        server_beta1: FedAdam/FedYogi first-moment decay.
-        server_beta2: FedAdam/FedYogi second-moment decay.
+        server_beta1: FedAdam/FedYogi first-moment decay per round; with
+            ``mimelite`` sites, also the decay of the moments they step with
+            and the share of those moments in each of their steps.
+        server_beta2: FedAdam/FedYogi (and ``mimelite``) second-moment decay per round.
         server_tau: FedAdam/FedYogi adaptivity (added to the root of the second moment).
         server_ema: Decay per round of the server's moving average of the global
             model, which is then what is evaluated, selected and saved; sites

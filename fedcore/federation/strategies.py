@@ -32,6 +32,7 @@ from fedcore.federation.aggregation import (
     reduced_reply,
     reply_problem,
 )
+from fedcore.federation.server_moments import GRADIENTS_KEY, MOMENTS_KEY, ServerMoments
 from fedcore.federation.settings import FederationSettings
 
 CONTROL_KEY = "scaffold-control"
@@ -54,6 +55,15 @@ def average_present_metrics(contents: list[RecordDict], weight_key: str) -> Metr
     return MetricRecord({key: sums[key] / weights[key] for key in sums if weights[key] > 0})
 
 
+def split_state(
+    arrays: dict[str, np.ndarray], prefix: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The arrays under ``prefix`` (the prefix removed), and the rest as they were."""
+    own = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+    rest = {key: value for key, value in arrays.items() if not key.startswith(prefix)}
+    return own, rest
+
+
 class SiteAware:
     """Mixin in front of a Flower FedAvg-family strategy (see the module docstring).
 
@@ -62,6 +72,8 @@ class SiteAware:
         n_domains: Number of domains.
         encoder_keys: State-dict keys of each modality encoder to average over
             the sites that had the modality (``modality-weighting``); None: off.
+        moments: The Adam moments sites step with (``site-optimiser`` ``mimelite``,
+            `fedcore.federation.server_moments`); None: sites keep their own.
         **kwargs: Passed to the Flower strategy.
     """
 
@@ -71,6 +83,7 @@ class SiteAware:
         head_keys: list[str],
         n_domains: int,
         encoder_keys: dict[str, list[str]] | None = None,
+        moments: ServerMoments | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
@@ -78,21 +91,32 @@ class SiteAware:
         self.head_keys = list(head_keys)
         self.n_domains = n_domains
         self.encoder_keys = dict(encoder_keys or {})
+        self.moments = moments
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Remember the round's starting arrays, then sample sites as Flower does."""
+        """Remember the round's starting arrays, sample sites as Flower does, attach the moments."""
         self.round_arrays = {key: array.numpy() for key, array in arrays.items()}
-        return super().configure_train(server_round, arrays, config, grid)
+        messages = super().configure_train(server_round, arrays, config, grid)
+        record = self.moments.record() if self.moments is not None else None
+        if record is None:
+            return messages
+        messages = list(messages)
+        for message in messages:
+            message.content[MOMENTS_KEY] = record
+        return messages
 
     def reply_problem(self, content: RecordDict) -> str | None:
         """Why a training reply of this round cannot be aggregated, or None (`aggregation`)."""
         counts = {LABELS_KEY: self.n_domains}
         if self.encoder_keys:
             counts[MODALITY_KEY] = len(self.encoder_keys)
-        return reply_problem(content, self.round_arrays, counts)
+        problem = reply_problem(content, self.round_arrays, counts)
+        if problem or self.moments is None:
+            return problem
+        return self.moments.reply_problem(content, self.round_arrays)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         """Aggregate the successful replies that hold examples, heads weighted by labels.
@@ -107,6 +131,9 @@ class SiteAware:
         ]
         if not useful:
             return None, None
+        if self.moments is not None:
+            reports = [reply.content for reply in useful if GRADIENTS_KEY in reply.content]
+            self.moments.update(reports)
         contents = label_weighted_heads(
             [reply.content for reply in useful], self.round_arrays, self.head_keys, self.n_domains
         )
@@ -126,13 +153,21 @@ class SiteAware:
         return average_present_metrics(valid, WEIGHT_KEY) if valid else None
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Server state beyond the model that a checkpoint must hold (none here)."""
-        return {}
+        """Server state beyond the model that a checkpoint must hold: the sites' moments."""
+        if self.moments is None:
+            return {}
+        return {f"moments/{key}": value for key, value in self.moments.state_arrays().items()}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore what `state_arrays` returned."""
-        if arrays:
-            raise ValueError(f"{type(self).__name__} keeps no state; got {sorted(arrays)[:3]}")
+        """Restore what `state_arrays` returned; state this strategy does not keep is an error."""
+        own, rest = split_state(arrays, "moments/")
+        if self.moments is not None:
+            self.moments.load_state_arrays(own)
+        elif own:
+            rest = {**rest, **{f"moments/{key}": value for key, value in own.items()}}
+        unknown = sorted(rest)
+        if unknown:
+            raise ValueError(f"{type(self).__name__} keeps no such state: {unknown[:3]}")
 
 
 class KizashiFedAvg(SiteAware, FedAvg):
@@ -180,13 +215,14 @@ class KizashiFedAvgM(SiteAware, FedAvg):
         return ArrayRecord(moved), metrics
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The server momentum, ``momentum/<key>``."""
-        return {f"momentum/{key}": value for key, value in self.momentum.items()}
+        """The server momentum, ``momentum/<key>`` (and `SiteAware`'s state)."""
+        own = {f"momentum/{key}": value for key, value in self.momentum.items()}
+        return {**super().state_arrays(), **own}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore the server momentum."""
-        prefix = "momentum/"
-        self.momentum = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        self.momentum, rest = split_state(arrays, "momentum/")
+        super().load_state_arrays(rest)
 
 
 class AdaptiveState:
@@ -194,7 +230,7 @@ class AdaptiveState:
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """``m_t/<key>`` and ``v_t/<key>`` of every array, once the moments exist."""
-        out = {}
+        out = super().state_arrays()
         for name in ("m_t", "v_t"):
             for key, value in (getattr(self, name) or {}).items():
                 out[f"{name}/{key}"] = value
@@ -203,9 +239,9 @@ class AdaptiveState:
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore the moments written by `state_arrays`."""
         for name in ("m_t", "v_t"):
-            prefix = f"{name}/"
-            moments = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            moments, arrays = split_state(arrays, f"{name}/")
             setattr(self, name, moments or None)
+        super().load_state_arrays(arrays)
 
 
 class KizashiFedAdam(AdaptiveState, SiteAware, FedAdam):
@@ -293,13 +329,14 @@ class Scaffold(SiteAware, FedAvg):
         return ArrayRecord(moved)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The server control, ``control/<key>``."""
-        return {f"control/{key}": value for key, value in self.control.items()}
+        """The server control, ``control/<key>`` (and `SiteAware`'s state)."""
+        own = {f"control/{key}": value for key, value in self.control.items()}
+        return {**super().state_arrays(), **own}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore the server control."""
-        prefix = "control/"
-        self.control = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        self.control, rest = split_state(arrays, "control/")
+        super().load_state_arrays(rest)
 
 
 def make_strategy(
@@ -310,11 +347,19 @@ def make_strategy(
 ) -> SiteAware:
     """The strategy ``settings.strategy`` names, with the run's knobs.
 
+    ``control_keys`` name the trainable parameters (SCAFFOLD's controls, and the
+    moments that ``mimelite`` sites step with).
     ``fedbn`` and ``fedper`` aggregate as FedAvg; what makes them differ is
     the layers their sites keep (``settings.local_layer_kinds``). ``encoder_keys``
     are averaged by modality only with ``modality-weighting``.
     """
+    moments = (
+        ServerMoments(control_keys, settings.server_beta1, settings.server_beta2)
+        if settings.site_optimiser == "mimelite"
+        else None
+    )
     common = {
+        "moments": moments,
         "head_keys": head_keys,
         "encoder_keys": encoder_keys if settings.modality_weighting else None,
         "n_domains": len(settings.domain_list),
