@@ -51,6 +51,14 @@ def test_every_strategy_runs_rounds_and_records_them(
     assert load_model(tmp_path / "model").config.preset == "tiny"
 
 
+def test_gradient_weighted_rounds_take_every_site_s_reply(tiny_partitions, tiny_city_dir, tmp_path):
+    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, gradient_weighting=True)
+    final = run_federation(DirectGrid(client_app), settings)
+    for line in _lines(tmp_path, "round"):
+        assert len(line["sites"]) == N_SITES and line["failures"] == []
+    assert all(np.isfinite(array.numpy()).all() for array in final.values())
+
+
 @pytest.mark.parametrize(
     ("strategy", "site_optimiser"), [("fedadam", "adamw"), ("fedavgm", "mimelite")]
 )

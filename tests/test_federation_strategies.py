@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedcore.federation.aggregation import label_weighted_heads
+from fedcore.federation.aggregation import SCALES_KEY, label_weighted_heads
 from fedcore.federation.checkpoints import (
     Checkpoint,
     latest_checkpoint,
@@ -14,6 +15,7 @@ from fedcore.federation.checkpoints import (
     trim_metrics_after,
 )
 from fedcore.federation.settings import FederationSettings
+from fedcore.federation.site_hooks import adamw_gradient_scales
 from fedcore.federation.strategies import (
     CONTROL_DELTA_KEY,
     CONTROL_KEY,
@@ -416,3 +418,78 @@ def test_small_sites_run_more_epochs_to_reach_the_local_steps():
     assert settings.site_epochs(1000) == 1  # 100 steps an epoch already
     assert settings.site_epochs(50) == 4  # 5 steps an epoch
     assert settings.with_updates(local_steps=0).site_epochs(50) == 1
+
+
+def _with_scales(reply: Message, scales: dict[str, float | list[float]]) -> Message:
+    """The reply with ``gradient-scales``: a constant per array, or one per head row."""
+    arrays = {}
+    for key, array in reply.content["arrays"].items():
+        shape = array.numpy().shape
+        value = np.asarray(scales[key], np.float32)
+        value = value.reshape((-1,) + (1,) * (len(shape) - 1)) if value.ndim else value
+        arrays[key] = Array(np.ascontiguousarray(np.broadcast_to(value, shape)))
+    reply.content[SCALES_KEY] = ArrayRecord(arrays)
+    return reply
+
+
+def _gradient_weighted(replies: list[Message]) -> dict[str, np.ndarray]:
+    strategy = make_strategy(
+        FederationSettings(gradient_weighting=True, min_train_sites=1, domains="traffic,crowd"),
+        HEADS,
+        list(CURRENT),
+    )
+    _start(strategy, CURRENT)
+    for reply in replies:
+        assert strategy.reply_problem(reply.content) is None
+    arrays, _ = strategy.aggregate_train(1, replies)
+    return {key: array.numpy() for key, array in arrays.items()}
+
+
+def test_gradient_weighting_weighs_each_weight_by_examples_times_gradient_scale():
+    a, b = _two_sites()
+    # A: 1 example, gradient scale 6 on the body; B: 3 examples, scale 1. B never
+    # had a gradient on domain 1's head rows (no labels), A had on all rows.
+    a = _with_scales(a, {"body": 6.0, "heads.weight": 1.0, "heads.bias": 1.0})
+    b = _with_scales(b, {"body": 1.0, **dict.fromkeys(HEADS, [2.0, 2.0, 0.0, 0.0])})
+    out = _gradient_weighted([a, b])
+    assert out["body"] == pytest.approx([(1 * 6 * 1.0 + 3 * 1 * 5.0) / (6 + 3)] * 3)
+    # domain 0: (1*1*1 + 3*2*5) / (1 + 6); domain 1: A alone, as label weighting gives
+    assert out["heads.bias"] == pytest.approx([31 / 7, 31 / 7, 1.0, 1.0])
+    assert out["heads.weight"][:, 0] == pytest.approx([31 / 7, 31 / 7, 1.0, 1.0])
+
+
+def test_a_weight_no_site_had_a_gradient_for_keeps_its_value():
+    a, b = _two_sites()
+    zero_body = {"body": 0.0, "heads.weight": 1.0, "heads.bias": 1.0}
+    out = _gradient_weighted([_with_scales(a, zero_body), _with_scales(b, zero_body)])
+    assert out["body"] == pytest.approx(CURRENT["body"])
+
+
+def test_gradient_weighting_needs_every_reply_s_scales():
+    a, b = _two_sites()
+    strategy = make_strategy(
+        FederationSettings(gradient_weighting=True, min_train_sites=1, domains="traffic,crowd"),
+        HEADS,
+        list(CURRENT),
+    )
+    _start(strategy, CURRENT)
+    assert "gradient-scales" in strategy.reply_problem(a.content)
+    negative = {"body": -1.0, "heads.weight": 1.0, "heads.bias": 1.0}
+    assert "negative" in strategy.reply_problem(_with_scales(b, negative).content)
+    with pytest.raises(ValueError, match="gradient-weighting"):
+        FederationSettings(gradient_weighting=True, site_optimiser="sgd")
+
+
+def test_a_site_reports_the_root_mean_square_of_the_gradients_its_adamw_stepped_on():
+    layer = torch.nn.Linear(3, 2)
+    optimiser = torch.optim.AdamW(layer.parameters(), lr=0.01)
+    squares = [torch.zeros_like(p) for p in layer.parameters()]
+    for step in range(2):
+        optimiser.zero_grad()
+        layer(torch.full((1, 3), float(step + 1))).sum().backward()
+        squares = [s + p.grad**2 for s, p in zip(squares, layer.parameters(), strict=True)]
+        optimiser.step()
+    scales = adamw_gradient_scales(optimiser, list(layer.named_parameters()))
+    beta2 = 0.999  # AdamW's; its mean weighs the later step by 1 / beta2
+    for (name, _), square in zip(layer.named_parameters(), squares, strict=True):
+        assert scales[name] == pytest.approx(np.sqrt(square.numpy() / 2), rel=2 * (1 - beta2))

@@ -16,6 +16,10 @@ the averaging and their server optimisers see the result:
   Each reply reports ``modality-samples`` (training samples with each
   modality present); a modality encoder's arrays are rescaled the same way, so
   the mean is over the sites that trained it, weighted by those counts.
+- **gradient scale** (``gradient-weighting``): each weight is averaged over the
+  sites weighted by examples times the size of the gradients each site's
+  optimiser stepped on there (`gradient_weighted_arrays`), which subsumes both
+  rules above.
 - **what Flower checks**: Flower wants identical metric keys in every reply; ours
   differ (a site scores only the domains it has both classes of), so replies
   are reduced to the keys aggregation needs; the full metrics are recorded first.
@@ -37,6 +41,7 @@ from fedcore.federation.layers import head_row_domains
 WEIGHT_KEY = "num-examples"
 LABELS_KEY = "domain-labels"
 MODALITY_KEY = "modality-samples"
+SCALES_KEY = "gradient-scales"
 AGGREGATED_METRICS = (WEIGHT_KEY, "train-loss")
 
 
@@ -177,6 +182,55 @@ def modality_weighted_encoders(
             RecordDict({arrays_key: ArrayRecord(arrays), "metrics": content["metrics"]})
         )
     return rewritten
+
+
+def gradient_weighted_arrays(
+    contents: list[RecordDict],
+    current: dict[str, np.ndarray],
+    keys: list[str],
+    arrays_key: str = "arrays",
+) -> list[RecordDict]:
+    """Rewrite each reply's ``keys`` so Flower's mean weighs each weight by sites' gradient scale.
+
+    A fresh AdamW moves each weight by about its learning rate whatever the
+    size of the gradient, so in a plain mean a site whose data barely touch a
+    weight pulls it as hard as a site whose data drive it (a quiet district
+    outvotes a flooded one on the flood head). Each reply carries
+    ``gradient-scales``, the root mean square of the gradients its optimiser
+    stepped on, per weight; site ``i``'s value ``w_i`` becomes
+    ``w_i * s_i * N / sum_j n_j s_j``, so Flower's ``num-examples``-weighted mean
+    is ``sum_i n_i s_i w_i / sum_j n_j s_j``: per weight, a mean weighted by
+    examples times gradient scale. A weight no site had a gradient for keeps its
+    current value. Sites without a domain's labels or a modality have no
+    gradient there, so this also does what `label_weighted_heads` and
+    `modality_weighted_encoders` do.
+
+    Args:
+        contents: Training replies whose ``metrics`` hold ``num-examples`` (> 0),
+            each with a ``gradient-scales`` ArrayRecord holding ``keys``.
+        current: The global arrays the round started from.
+        keys: Keys of the arrays to weigh (the trainable ones).
+        arrays_key: Key of the model's ArrayRecord in each reply.
+    """
+    examples = np.array([float(content["metrics"][WEIGHT_KEY]) for content in contents])
+    if (examples <= 0).any():
+        raise ValueError("every reply must report num-examples > 0")
+    arrays = [dict(content[arrays_key].items()) for content in contents]
+    for key in keys:
+        scales = np.stack([content[SCALES_KEY][key].numpy() for content in contents])
+        shape = (-1,) + (1,) * (scales.ndim - 1)
+        total = (examples.reshape(shape) * scales).sum(axis=0)
+        factor = np.divide(
+            scales * examples.sum(), total, out=np.zeros_like(scales), where=total > 0
+        )
+        for row, reply_arrays in enumerate(arrays):
+            value = reply_arrays[key].numpy()
+            new = np.where(total > 0, value * factor[row], current[key]).astype(value.dtype)
+            reply_arrays[key] = Array(np.ascontiguousarray(new))
+    return [
+        RecordDict({arrays_key: ArrayRecord(new), "metrics": content["metrics"]})
+        for new, content in zip(arrays, contents, strict=True)
+    ]
 
 
 def _count_scales(

@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from datasets.partition_io import read_site_info
+from fedcore.federation.aggregation import SCALES_KEY
 from fedcore.federation.layers import local_keys
 from fedcore.federation.local_state import (
     apply_local_layers,
@@ -34,7 +35,11 @@ from fedcore.federation.neighbour_exchange import (
 )
 from fedcore.federation.server_moments import GRADIENTS_KEY, MOMENTS_KEY, ServerMomentsAdam
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.site_hooks import ScaffoldCorrection, proximal_penalty
+from fedcore.federation.site_hooks import (
+    ScaffoldCorrection,
+    adamw_gradient_scales,
+    proximal_penalty,
+)
 from fedcore.federation.site_order import ROLL_CALL, SITE_ID_KEY
 from fedcore.federation.strategies import CONTROL_DELTA_KEY, CONTROL_KEY
 from fedcore.federation.task import (
@@ -179,6 +184,9 @@ def train(msg: Message, context: Context) -> Message:
     content = RecordDict({"arrays": arrays_of(model)})
     if isinstance(optimiser, ServerMomentsAdam):
         content[GRADIENTS_KEY] = optimiser.report()
+    if settings.gradient_weighting:
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        content[SCALES_KEY] = arrays_from_numpy(adamw_gradient_scales(optimiser, named))
     if correction is not None:
         new_control = correction.next_site_control()
         old_control = site_control(context, new_control, settings.run_dir)

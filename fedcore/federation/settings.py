@@ -99,6 +99,12 @@ class FederationSettings:
             instead of over all sites by examples, where sites without cameras
             or reports dilute its update (`fedcore.federation.aggregation`).
             False: every array weighted by examples, as Flower does.
+        gradient_weighting: Average each weight over the sites weighted by
+            examples times the root mean square of the gradients each site's
+            AdamW stepped on there (`fedcore.federation.aggregation.gradient_weighted_arrays`),
+            so that a site whose data barely move a weight does not pull it as
+            hard as one whose data drive it; it replaces the label and modality
+            weighting of the trainable arrays. Needs ``adamw`` sites.
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
@@ -138,6 +144,7 @@ class FederationSettings:
     server_tau: float = 1e-3
     server_ema: float = 0.0
     modality_weighting: bool = True
+    gradient_weighting: bool = False
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"
@@ -177,6 +184,7 @@ class FederationSettings:
             "site-optimiser": self.site_optimiser in SITE_OPTIMISERS,
             "site-momentum": 0 <= self.site_momentum < 1,
             "select-round": self.select_round in ROUND_SELECTIONS,
+            "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:

@@ -1,13 +1,16 @@
-"""A site's side of FedProx and SCAFFOLD, as hooks of `fedcore.training.train_epochs`.
+"""A site's side of FedProx, SCAFFOLD and gradient weighting.
 
-The one training loop takes a ``penalty`` added to each step's loss and an
-``after_backward`` that may edit gradients; these build both.
+The one training loop (`fedcore.training.train_epochs`) takes a ``penalty``
+added to each step's loss and an ``after_backward`` that may edit gradients;
+these build both. `adamw_gradient_scales` reads what a site reports for
+``gradient-weighting`` (`fedcore.federation.aggregation.gradient_weighted_arrays`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 
@@ -74,3 +77,24 @@ class ScaffoldCorrection:
         if self.steps == 0:
             return {name: self.site_control[name].clone() for name in self.parameters}
         return {name: total / self.steps for name, total in self.gradient_sum.items()}
+
+
+def adamw_gradient_scales(
+    optimiser: torch.optim.Optimizer, named: list[tuple[str, torch.Tensor]]
+) -> dict[str, np.ndarray]:
+    """Root mean square of the gradients an AdamW stepped on, per weight (its second moment).
+
+    The bias-corrected ``exp_avg_sq`` is a mean of the squared gradients over the
+    site's steps; a parameter it never stepped has scale 0.
+    """
+    beta2 = optimiser.param_groups[0]["betas"][1]
+    out = {}
+    for name, parameter in named:
+        state = optimiser.state.get(parameter, {})
+        if "exp_avg_sq" not in state:
+            out[name] = np.zeros(tuple(parameter.shape), dtype=np.float32)
+            continue
+        steps = float(state["step"])
+        second = state["exp_avg_sq"] / (1 - beta2**steps)
+        out[name] = second.sqrt().detach().numpy().astype(np.float32)
+    return out

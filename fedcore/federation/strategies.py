@@ -25,8 +25,10 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedYogi
 from fedcore.federation.aggregation import (
     LABELS_KEY,
     MODALITY_KEY,
+    SCALES_KEY,
     WEIGHT_KEY,
     arrays_problem,
+    gradient_weighted_arrays,
     label_weighted_heads,
     modality_weighted_encoders,
     reduced_reply,
@@ -55,6 +57,20 @@ def average_present_metrics(contents: list[RecordDict], weight_key: str) -> Metr
     return MetricRecord({key: sums[key] / weights[key] for key in sums if weights[key] > 0})
 
 
+def scales_problem(
+    content: RecordDict, current: dict[str, np.ndarray], keys: list[str]
+) -> str | None:
+    """Why a reply's ``gradient-scales`` cannot weigh its arrays, or None."""
+    if SCALES_KEY not in content.array_records:
+        return f"no {SCALES_KEY!r} arrays"
+    problem = arrays_problem(content[SCALES_KEY], {key: current[key] for key in keys})
+    if problem:
+        return problem
+    if any((content[SCALES_KEY][key].numpy() < 0).any() for key in keys):
+        return "a gradient scale is negative"
+    return None
+
+
 def split_state(
     arrays: dict[str, np.ndarray], prefix: str
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -74,6 +90,9 @@ class SiteAware:
             the sites that had the modality (``modality-weighting``); None: off.
         moments: The Adam moments sites step with (``site-optimiser`` ``mimelite``,
             `fedcore.federation.server_moments`); None: sites keep their own.
+        gradient_keys: Keys to average weighted by the sites' gradient scales
+            (``gradient-weighting``, `aggregation.gradient_weighted_arrays`),
+            instead of by labels and modalities; None: off.
         **kwargs: Passed to the Flower strategy.
     """
 
@@ -84,6 +103,7 @@ class SiteAware:
         n_domains: int,
         encoder_keys: dict[str, list[str]] | None = None,
         moments: ServerMoments | None = None,
+        gradient_keys: list[str] | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
@@ -92,6 +112,7 @@ class SiteAware:
         self.n_domains = n_domains
         self.encoder_keys = dict(encoder_keys or {})
         self.moments = moments
+        self.gradient_keys = list(gradient_keys or [])
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
@@ -114,9 +135,11 @@ class SiteAware:
         if self.encoder_keys:
             counts[MODALITY_KEY] = len(self.encoder_keys)
         problem = reply_problem(content, self.round_arrays, counts)
-        if problem or self.moments is None:
-            return problem
-        return self.moments.reply_problem(content, self.round_arrays)
+        if problem is None and self.gradient_keys:
+            problem = scales_problem(content, self.round_arrays, self.gradient_keys)
+        if problem is None and self.moments is not None:
+            problem = self.moments.reply_problem(content, self.round_arrays)
+        return problem
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         """Aggregate the successful replies that hold examples, heads weighted by labels.
@@ -134,11 +157,17 @@ class SiteAware:
         if self.moments is not None:
             reports = [reply.content for reply in useful if GRADIENTS_KEY in reply.content]
             self.moments.update(reports)
-        contents = label_weighted_heads(
-            [reply.content for reply in useful], self.round_arrays, self.head_keys, self.n_domains
-        )
-        if self.encoder_keys:
-            contents = modality_weighted_encoders(contents, self.round_arrays, self.encoder_keys)
+        contents = [reply.content for reply in useful]
+        if self.gradient_keys:
+            contents = gradient_weighted_arrays(contents, self.round_arrays, self.gradient_keys)
+        else:
+            contents = label_weighted_heads(
+                contents, self.round_arrays, self.head_keys, self.n_domains
+            )
+            if self.encoder_keys:
+                contents = modality_weighted_encoders(
+                    contents, self.round_arrays, self.encoder_keys
+                )
         for reply, content in zip(useful, contents, strict=True):
             reply.content = reduced_reply(content)
         return super().aggregate_train(server_round, useful)
@@ -347,8 +376,9 @@ def make_strategy(
 ) -> SiteAware:
     """The strategy ``settings.strategy`` names, with the run's knobs.
 
-    ``control_keys`` name the trainable parameters (SCAFFOLD's controls, and the
-    moments that ``mimelite`` sites step with).
+    ``control_keys`` name the trainable parameters (SCAFFOLD's controls, the
+    moments that ``mimelite`` sites step with, the arrays ``gradient-weighting``
+    weighs).
     ``fedbn`` and ``fedper`` aggregate as FedAvg; what makes them differ is
     the layers their sites keep (``settings.local_layer_kinds``). ``encoder_keys``
     are averaged by modality only with ``modality-weighting``.
@@ -360,6 +390,7 @@ def make_strategy(
     )
     common = {
         "moments": moments,
+        "gradient_keys": control_keys if settings.gradient_weighting else None,
         "head_keys": head_keys,
         "encoder_keys": encoder_keys if settings.modality_weighting else None,
         "n_domains": len(settings.domain_list),
