@@ -32,6 +32,7 @@ the averaging and their server optimisers see the result:
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
@@ -83,8 +84,13 @@ def reply_problem(
     return None
 
 
-def arrays_problem(arrays: ArrayRecord, expected: dict[str, np.ndarray]) -> str | None:
-    """Why ``arrays`` cannot stand in for ``expected`` (keys, shapes, finite values), or None."""
+def arrays_problem(
+    arrays: ArrayRecord, expected: dict[str, np.ndarray], non_negative: Collection[str] = ()
+) -> str | None:
+    """Why ``arrays`` cannot stand in for ``expected`` (keys, shapes, finite values), or None.
+
+    ``non_negative``: keys whose arrays must hold no negative value (scales, squares).
+    """
     missing = sorted(set(expected) - set(arrays))
     extra = sorted(set(arrays) - set(expected))
     if missing or extra:
@@ -95,7 +101,22 @@ def arrays_problem(arrays: ArrayRecord, expected: dict[str, np.ndarray]) -> str 
             return f"array {key} has shape {value.shape}, not {expected[key].shape}"
         if not np.isfinite(value).all():
             return f"array {key} holds non-finite values"
+        if key in non_negative and (value < 0).any():
+            return f"array {key} holds negative values"
     return None
+
+
+def record_problem(
+    content: RecordDict,
+    key: str,
+    expected: dict[str, np.ndarray],
+    non_negative: Collection[str] = (),
+) -> str | None:
+    """Why a reply's ArrayRecord ``key`` (beside its model) is missing or unusable, or None."""
+    if key not in content.array_records:
+        return f"no {key!r} arrays"
+    problem = arrays_problem(content[key], expected, non_negative)
+    return problem and f"{key}: {problem}"
 
 
 def label_weighted_heads(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, RecordDict
 
-from fedcore.federation.aggregation import WEIGHT_KEY, arrays_problem
+from fedcore.federation.aggregation import WEIGHT_KEY, record_problem
 
 MOMENTS_KEY = "server-moments"
 GRADIENTS_KEY = "gradient-moments"
@@ -64,15 +64,9 @@ class ServerMoments:
 
     def reply_problem(self, content: RecordDict, shapes: dict[str, np.ndarray]) -> str | None:
         """Why a reply's gradient report cannot be used, or None."""
-        if GRADIENTS_KEY not in content.array_records:
-            return f"no {GRADIENTS_KEY!r} arrays"
-        problem = arrays_problem(content[GRADIENTS_KEY], self.expected_report(shapes))
-        if problem:
-            return problem
-        squares = content[GRADIENTS_KEY]
-        if any((squares[f"g2/{key}"].numpy() < 0).any() for key in self.keys):
-            return "a mean squared gradient is negative"
-        return None
+        expected = self.expected_report(shapes)
+        squares = {key for key in expected if key.startswith("g2/")}
+        return record_problem(content, GRADIENTS_KEY, expected, non_negative=squares)
 
     def update(self, contents: list[RecordDict]) -> None:
         """Move the moments by the example-weighted mean of the replies' reports."""

@@ -27,10 +27,10 @@ from fedcore.federation.aggregation import (
     MODALITY_KEY,
     SCALES_KEY,
     WEIGHT_KEY,
-    arrays_problem,
     gradient_weighted_arrays,
     label_weighted_heads,
     modality_weighted_encoders,
+    record_problem,
     reduced_reply,
     reply_problem,
 )
@@ -55,20 +55,6 @@ def average_present_metrics(contents: list[RecordDict], weight_key: str) -> Metr
                 sums[key] = sums.get(key, 0.0) + weight * float(value)
                 weights[key] = weights.get(key, 0.0) + weight
     return MetricRecord({key: sums[key] / weights[key] for key in sums if weights[key] > 0})
-
-
-def scales_problem(
-    content: RecordDict, current: dict[str, np.ndarray], keys: list[str]
-) -> str | None:
-    """Why a reply's ``gradient-scales`` cannot weigh its arrays, or None."""
-    if SCALES_KEY not in content.array_records:
-        return f"no {SCALES_KEY!r} arrays"
-    problem = arrays_problem(content[SCALES_KEY], {key: current[key] for key in keys})
-    if problem:
-        return problem
-    if any((content[SCALES_KEY][key].numpy() < 0).any() for key in keys):
-        return "a gradient scale is negative"
-    return None
 
 
 def split_state(
@@ -136,7 +122,8 @@ class SiteAware:
             counts[MODALITY_KEY] = len(self.encoder_keys)
         problem = reply_problem(content, self.round_arrays, counts)
         if problem is None and self.gradient_keys:
-            problem = scales_problem(content, self.round_arrays, self.gradient_keys)
+            expected = {key: self.round_arrays[key] for key in self.gradient_keys}
+            problem = record_problem(content, SCALES_KEY, expected, non_negative=set(expected))
         if problem is None and self.moments is not None:
             problem = self.moments.reply_problem(content, self.round_arrays)
         return problem
@@ -324,9 +311,7 @@ class Scaffold(SiteAware, FedAvg):
         problem = super().reply_problem(content)
         if problem or not self.control:
             return problem
-        if CONTROL_DELTA_KEY not in content.array_records:
-            return f"no {CONTROL_DELTA_KEY!r} arrays"
-        return arrays_problem(content[CONTROL_DELTA_KEY], self.control)
+        return record_problem(content, CONTROL_DELTA_KEY, self.control)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         """Average the model as FedAvg, then move the server control."""
