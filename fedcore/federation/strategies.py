@@ -176,14 +176,11 @@ class SiteAware:
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `state_arrays` returned; state this strategy does not keep is an error."""
-        own, rest = split_state(arrays, "moments/")
         if self.moments is not None:
+            own, arrays = split_state(arrays, "moments/")
             self.moments.load_state_arrays(own)
-        elif own:
-            rest = {**rest, **{f"moments/{key}": value for key, value in own.items()}}
-        unknown = sorted(rest)
-        if unknown:
-            raise ValueError(f"{type(self).__name__} keeps no such state: {unknown[:3]}")
+        if arrays:
+            raise ValueError(f"{type(self).__name__} keeps no such state: {sorted(arrays)[:3]}")
 
 
 class KizashiFedAvg(SiteAware, FedAvg):
