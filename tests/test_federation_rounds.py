@@ -137,12 +137,12 @@ def test_round_completes_without_failed_and_silent_sites(tiny_partitions, tiny_c
 
 
 def _tampering_client(in_round: int):
-    """Sites 0-2 send, in ``in_round``, replies that cannot be averaged."""
+    """Sites 0-3 send, in ``in_round``, replies that cannot be averaged."""
 
     def client(message, context):
         reply = client_app(message, context)
         partition = int(context.node_config["partition-id"])
-        if int(message.content["config"].get("server-round", 0)) != in_round or partition > 2:
+        if int(message.content["config"].get("server-round", 0)) != in_round or partition > 3:
             return reply
         arrays = dict(reply.content["arrays"].items())
         metrics = dict(reply.content["metrics"].items())
@@ -153,8 +153,10 @@ def _tampering_client(in_round: int):
             arrays[key] = Array(poisoned)
         elif partition == 1:
             metrics["domain-labels"] = [1, 2]
-        else:
+        elif partition == 2:
             del arrays[key]
+        else:
+            arrays[key] = Array(dtype="float32", shape=(1,), stype="numpy.ndarray", data=b"junk")
         reply.content["arrays"] = ArrayRecord(arrays)
         reply.content["metrics"] = MetricRecord(metrics)
         return reply
@@ -165,21 +167,19 @@ def _tampering_client(in_round: int):
 def test_replies_that_cannot_be_averaged_are_failures_and_the_round_completes(
     tiny_partitions, tiny_city_dir, tmp_path
 ):
-    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, min_train_sites=2)
+    settings = tiny_settings(tiny_partitions, tiny_city_dir, tmp_path, min_train_sites=1)
     arrays = run_federation(DirectGrid(_tampering_client(in_round=2)), settings)
     first, second = _lines(tmp_path, "round")
     assert first["failures"] == [] and len(first["sites"]) == N_SITES
     failures = {f["site"]: f["error"] for f in second["failures"]}
-    assert set(failures) == {"site-000", "site-001", "site-002"}
+    assert set(failures) == {"site-000", "site-001", "site-002", "site-003"}
     assert all(error.startswith("reply rejected: ") for error in failures.values())
     assert "non-finite" in failures["site-000"]
     assert "domain-labels must hold 4 counts" in failures["site-001"]
     assert "missing" in failures["site-002"]
-    assert sorted(second["sites"]) == ["site-003", "site-004"]
-    assert {line["site"] for line in _lines(tmp_path, "site") if line["round"] == 2} == {
-        "site-003",
-        "site-004",
-    }
+    assert "cannot be read" in failures["site-003"]
+    assert second["sites"] == ["site-004"]
+    assert {line["site"] for line in _lines(tmp_path, "site") if line["round"] == 2} == {"site-004"}
     assert all(np.isfinite(array.numpy()).all() for array in arrays.values())
     assert np.isfinite(second["central"]["auprc-macro"])
 

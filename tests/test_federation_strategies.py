@@ -7,7 +7,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedcore.federation.aggregation import SCALES_KEY, label_weighted_heads
+from fedcore.federation.aggregation import SCALES_KEY, decode_reply, label_weights
 from fedcore.federation.checkpoints import (
     Checkpoint,
     latest_checkpoint,
@@ -131,7 +131,7 @@ def test_errors_and_empty_sites_are_left_out():
 def test_label_weighting_rejects_replies_without_counts():
     reply = _reply(_arrays(1.0, [1.0] * 4), 1, [1], 1000)
     with pytest.raises(ValueError, match="domain-labels for 2 domains"):
-        label_weighted_heads([reply.content], CURRENT, HEADS, N_DOMAINS)
+        label_weights([decode_reply(reply.content)], CURRENT, HEADS, N_DOMAINS)
 
 
 @pytest.mark.parametrize(
@@ -151,20 +151,29 @@ def test_a_reply_that_cannot_be_averaged_is_named(change, problem):
     arrays, metrics = _arrays(1.0, [1.0] * 4), {"num-examples": 2, "domain-labels": [2, 1]}
     strategy = KizashiFedAvg(head_keys=HEADS, n_domains=N_DOMAINS)
     _start(strategy, CURRENT)
-    assert strategy.reply_problem(_reply(arrays, 2, [2, 1], 1000).content) is None
+    assert strategy.reply_problem(decode_reply(_reply(arrays, 2, [2, 1], 1000).content)) is None
     change(arrays, metrics)
     reply = _reply(arrays, metrics["num-examples"], metrics["domain-labels"], 1000)
-    assert problem in strategy.reply_problem(reply.content)
+    assert problem in strategy.reply_problem(decode_reply(reply.content))
+
+
+def test_bytes_that_are_no_array_are_named_not_raised_from_the_mean():
+    reply, _ = _two_sites()
+    reply.content["arrays"]["body"] = Array(
+        dtype="float32", shape=(3,), stype="numpy.ndarray", data=b"not an npy file"
+    )
+    with pytest.raises(ValueError, match="arrays/body cannot be read"):
+        decode_reply(reply.content)
 
 
 def test_a_scaffold_reply_needs_a_control_delta_of_the_control_s_shape():
     strategy, _ = _scaffold_in_round_1(n_sites=2)
     reply, _ = _two_sites()
-    assert "no 'scaffold-control-delta'" in strategy.reply_problem(reply.content)
+    assert "no 'scaffold-control-delta'" in strategy.reply_problem(decode_reply(reply.content))
     reply.content[CONTROL_DELTA_KEY] = ArrayRecord({"body": Array(np.zeros(2, np.float32))})
-    assert "shape (2,), not (3,)" in strategy.reply_problem(reply.content)
+    assert "shape (2,), not (3,)" in strategy.reply_problem(decode_reply(reply.content))
     reply.content[CONTROL_DELTA_KEY] = ArrayRecord({"body": Array(np.zeros(3, np.float32))})
-    assert strategy.reply_problem(reply.content) is None
+    assert strategy.reply_problem(decode_reply(reply.content)) is None
 
 
 def _with_encoders(reply: Message, image: float, text: float, present: list[int]) -> Message:
@@ -440,7 +449,7 @@ def _gradient_weighted(replies: list[Message]) -> dict[str, np.ndarray]:
     )
     _start(strategy, CURRENT)
     for reply in replies:
-        assert strategy.reply_problem(reply.content) is None
+        assert strategy.reply_problem(decode_reply(reply.content)) is None
     arrays, _ = strategy.aggregate_train(1, replies)
     return {key: array.numpy() for key, array in arrays.items()}
 
@@ -473,9 +482,9 @@ def test_gradient_weighting_needs_every_reply_s_scales():
         list(CURRENT),
     )
     _start(strategy, CURRENT)
-    assert "gradient-scales" in strategy.reply_problem(a.content)
+    assert "gradient-scales" in strategy.reply_problem(decode_reply(a.content))
     negative = {"body": -1.0, "heads.weight": 1.0, "heads.bias": 1.0}
-    assert "negative" in strategy.reply_problem(_with_scales(b, negative).content)
+    assert "negative" in strategy.reply_problem(decode_reply(_with_scales(b, negative).content))
     with pytest.raises(ValueError, match="gradient-weighting"):
         FederationSettings(gradient_weighting=True, site_optimiser="sgd")
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 
+from fedcore.federation.aggregation import SiteReply, decode_reply
 from fedcore.federation.server_moments import (
     GRADIENTS_KEY,
     ServerMoments,
@@ -15,7 +16,11 @@ from fedcore.federation.strategies import KizashiFedAvg
 SHAPES = {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}
 
 
-def _reply(examples: float, g: float, g2: float) -> RecordDict:
+def _reply(examples: float, g: float, g2: float) -> SiteReply:
+    return decode_reply(_content(examples, g, g2))
+
+
+def _content(examples: float, g: float, g2: float) -> RecordDict:
     arrays = {}
     for key, like in SHAPES.items():
         arrays[f"g/{key}"] = Array(np.full_like(like, g))
@@ -62,12 +67,12 @@ def _full(value: float) -> Array:
 def test_a_report_that_cannot_move_the_moments_is_named(change, reason):
     moments = ServerMoments(list(SHAPES), beta1=0.9, beta2=0.99)
     assert moments.reply_problem(_reply(1, 0.5, 0.5), SHAPES) is None
-    reply = _reply(1, 0.5, 0.5)
+    reply = _content(1, 0.5, 0.5)
     arrays = dict(reply[GRADIENTS_KEY].items())
     change(arrays)
     reply[GRADIENTS_KEY] = ArrayRecord(arrays)
-    assert reason in moments.reply_problem(reply, SHAPES)
-    assert "gradient-moments" in moments.reply_problem(RecordDict({}), SHAPES)
+    assert reason in moments.reply_problem(decode_reply(reply), SHAPES)
+    assert "gradient-moments" in moments.reply_problem(decode_reply(RecordDict({})), SHAPES)
 
 
 def test_a_strategy_without_moments_refuses_their_checkpoint_state():

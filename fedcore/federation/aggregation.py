@@ -1,60 +1,92 @@
-"""Aggregation rules Flower's strategies lack, written as rewrites of the sites' replies.
+"""Aggregation rules Flower's strategies lack: each array's mean over sites, weighted for skew.
 
-Flower's FedAvg (and FedProx, FedAdam, FedYogi on top of it) average every array
-weighted by ``num-examples``. Two things need other weights, and both are done by
-rewriting the replies before Flower averages them, so Flower's own classes do
-the averaging and their server optimisers see the result:
+Flower's FedAvg weighs every array of a reply by its ``num-examples``. Three
+things need other weights; `weighted_mean` takes them per array (per element
+where needed), and hands Flower the result as the round's one reply, so
+Flower's own classes still take the server step (FedAdam's, FedYogi's):
 
 - **partial labels**: a site without a domain's labels must not pull that
   domain's head. Each reply reports ``domain-labels`` (labelled training samples
-  per domain); the head rows of domain ``d`` are rescaled so that the
-  ``num-examples``-weighted mean Flower computes equals the mean weighted by
-  those counts. A domain nobody labelled keeps its current rows.
+  per domain); the head rows of domain ``d`` are averaged weighted by those
+  counts (`label_weights`). A domain nobody labelled keeps its current rows.
 - **missing modalities** (``modality-weighting``): a site without cameras never
-  trains the image encoder, yet its unchanged copy counts in the example-weighted
-  mean and shrinks the image encoder's update by its share of the examples.
-  Each reply reports ``modality-samples`` (training samples with each
-  modality present); a modality encoder's arrays are rescaled the same way, so
-  the mean is over the sites that trained it, weighted by those counts.
+  trains the image encoder, yet its unchanged copy would count in the
+  example-weighted mean and shrink the image encoder's update by its share of
+  the examples. Each reply reports ``modality-samples`` (training samples with
+  each modality present); a modality encoder's arrays are averaged weighted by
+  those counts (`modality_weights`); a modality no site had keeps its arrays.
 - **gradient scale** (``gradient-weighting``): each weight is averaged over the
   sites weighted by examples times the size of the gradients each site's
-  optimiser stepped on there (`gradient_weighted_arrays`), which subsumes both
-  rules above.
-- **what Flower checks**: Flower wants identical metric keys in every reply; ours
-  differ (a site scores only the domains it has both classes of), so replies
-  are reduced to the keys aggregation needs; the full metrics are recorded first.
+  optimiser stepped on there (``gradient-scales``), which subsumes both rules
+  above (see `weighted_mean`).
 - **what Flower does not check**: a reply whose arrays or counts cannot be
   averaged (a missing or reshaped array, a NaN, a count list of the wrong
-  length) would make the mean raise or poison the global model. `reply_problem`
-  names what is wrong, and the round records that reply as a failure instead.
+  length, bytes that are no array) would make the mean raise or poison the
+  global model. `reply_problem` names what is wrong, and the round records
+  that reply as a failure instead.
+
+Each reply's arrays are decoded once (`decode_reply`, in place where
+`array_bytes` can): the checks and the mean read the same numpy arrays.
+Decoding was most of the server's work in a round, and that work is the
+simulation's overhead.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
+from fedcore.federation.array_bytes import array_values
 from fedcore.federation.layers import head_row_domains
 
 WEIGHT_KEY = "num-examples"
+LOSS_KEY = "train-loss"
 LABELS_KEY = "domain-labels"
 MODALITY_KEY = "modality-samples"
 SCALES_KEY = "gradient-scales"
-AGGREGATED_METRICS = (WEIGHT_KEY, "train-loss")
 
 
-def reduced_reply(content: RecordDict, arrays_key: str = "arrays") -> RecordDict:
-    """The reply with only the model arrays and the metrics every site reports."""
-    metrics = content["metrics"]
-    kept = {key: metrics[key] for key in AGGREGATED_METRICS if key in metrics}
-    return RecordDict({arrays_key: content[arrays_key], "metrics": MetricRecord(kept)})
+@dataclass(frozen=True)
+class SiteReply:
+    """A training reply with its arrays decoded: ``records[record_key][array_key]``.
+
+    ``metrics`` is the reply's ``metrics`` record as a dict, or None without one.
+    """
+
+    records: dict[str, dict[str, np.ndarray]]
+    metrics: dict | None
+
+    @property
+    def examples(self) -> float:
+        """The reply's ``num-examples`` (0 when it has none)."""
+        return float((self.metrics or {}).get(WEIGHT_KEY, 0))
+
+
+def decode_reply(content: RecordDict) -> SiteReply:
+    """Every ArrayRecord of a reply as numpy arrays, decoded once.
+
+    Raises:
+        ValueError: An array's bytes are not an array (named in the message).
+    """
+    records = {}
+    for record_key, record in content.array_records.items():
+        arrays = {}
+        for key, array in record.items():
+            try:
+                arrays[key] = array_values(array)
+            except Exception as error:  # a site's bytes: anything numpy can raise
+                raise ValueError(f"array {record_key}/{key} cannot be read: {error}") from error
+        records[record_key] = arrays
+    metrics = content.metric_records.get("metrics")
+    return SiteReply(records, None if metrics is None else dict(metrics))
 
 
 def reply_problem(
-    content: RecordDict,
+    reply: SiteReply,
     current: dict[str, np.ndarray],
     counts: dict[str, int],
     arrays_key: str = "arrays",
@@ -66,17 +98,16 @@ def reply_problem(
     (``{key: length}``), that many finite counts between 0 and ``num-examples``.
     This checks form, not honesty: a site that lies within these bounds passes.
     """
-    if arrays_key not in content.array_records or "metrics" not in content.metric_records:
+    if arrays_key not in reply.records or reply.metrics is None:
         return f"no {arrays_key!r} arrays or no metrics"
-    problem = arrays_problem(content[arrays_key], current)
+    problem = arrays_problem(reply.records[arrays_key], current)
     if problem:
         return problem
-    metrics = content["metrics"]
-    examples = metrics.get(WEIGHT_KEY)
+    examples = reply.metrics.get(WEIGHT_KEY)
     if not isinstance(examples, int | float) or not math.isfinite(examples) or examples < 0:
         return f"{WEIGHT_KEY} is {examples!r}, not a count"
     for key, length in counts.items():
-        values = metrics.get(key)
+        values = reply.metrics.get(key)
         if not isinstance(values, list) or len(values) != length:
             return f"{key} must hold {length} counts; got {values!r}"
         if not all(math.isfinite(value) and 0 <= value <= examples for value in values):
@@ -85,7 +116,9 @@ def reply_problem(
 
 
 def arrays_problem(
-    arrays: ArrayRecord, expected: dict[str, np.ndarray], non_negative: Collection[str] = ()
+    arrays: dict[str, np.ndarray],
+    expected: dict[str, np.ndarray],
+    non_negative: Collection[str] = (),
 ) -> str | None:
     """Why ``arrays`` cannot stand in for ``expected`` (keys, shapes, finite values), or None.
 
@@ -95,8 +128,7 @@ def arrays_problem(
     extra = sorted(set(arrays) - set(expected))
     if missing or extra:
         return f"arrays differ from the round's: missing {missing[:3]}, unexpected {extra[:3]}"
-    for key, array in arrays.items():
-        value = array.numpy()
+    for key, value in arrays.items():
         if value.shape != expected[key].shape:
             return f"array {key} has shape {value.shape}, not {expected[key].shape}"
         if not np.isfinite(value).all():
@@ -107,170 +139,136 @@ def arrays_problem(
 
 
 def record_problem(
-    content: RecordDict,
+    reply: SiteReply,
     key: str,
     expected: dict[str, np.ndarray],
     non_negative: Collection[str] = (),
 ) -> str | None:
     """Why a reply's ArrayRecord ``key`` (beside its model) is missing or unusable, or None."""
-    if key not in content.array_records:
+    if key not in reply.records:
         return f"no {key!r} arrays"
-    problem = arrays_problem(content[key], expected, non_negative)
+    problem = arrays_problem(reply.records[key], expected, non_negative)
     return problem and f"{key}: {problem}"
 
 
-def label_weighted_heads(
-    contents: list[RecordDict],
+def label_weights(
+    replies: list[SiteReply],
     current: dict[str, np.ndarray],
     head_keys: list[str],
     n_domains: int,
-    arrays_key: str = "arrays",
-) -> list[RecordDict]:
-    """Rewrite each reply's head rows so Flower's example-weighted mean weighs them by labels.
+) -> dict[str, np.ndarray]:
+    """Per head array, each reply's weight per row: its labelled samples of the row's domain.
 
-    For a row of domain ``d`` and site ``i`` with ``n_i`` examples (``N`` in all)
-    and ``c_id`` labelled samples of ``d`` (``C_d`` in all), the row becomes
-    ``h_i * (c_id / C_d) * (N / n_i)``; then ``sum_i (n_i / N) h'_i`` is
-    ``sum_i (c_id / C_d) h_i``. Where ``C_d == 0`` every site's row becomes the
-    current global row, so the mean leaves it unchanged.
-
-    Args:
-        contents: Training replies, each with ``arrays`` and ``metrics`` that
-            hold ``num-examples`` (> 0) and ``domain-labels`` (one count per domain).
-        current: The global arrays the round started from (for unlabelled domains).
-        head_keys: Keys of the head arrays (first dimension = output rows).
-        n_domains: Number of domains.
-        arrays_key: Key of the ArrayRecord in each reply.
+    Returns ``{key: (replies, rows, 1, ...)}`` weights for `weighted_mean`; a
+    domain nobody labelled has zero weight, so its rows keep their value.
 
     Raises:
-        ValueError: A reply lacks ``domain-labels`` of length ``n_domains``, or
-            reports no examples.
+        ValueError: A reply lacks ``domain-labels`` of length ``n_domains``.
     """
-    scale, totals = _count_scales(contents, LABELS_KEY, n_domains, "domains")
-    rewritten = []
-    for row, content in enumerate(contents):
-        arrays = dict(content[arrays_key].items())
-        for key in head_keys:
-            value = arrays[key].numpy()
-            domains = head_row_domains(value.shape[0], n_domains)
-            factor = scale[row][domains].reshape((-1,) + (1,) * (value.ndim - 1))
-            unlabelled = (totals[domains] == 0).reshape(factor.shape)
-            new = np.where(unlabelled, current[key], value * factor).astype(value.dtype)
-            arrays[key] = Array(np.ascontiguousarray(new))
-        rewritten.append(
-            RecordDict({arrays_key: ArrayRecord(arrays), "metrics": content["metrics"]})
-        )
-    return rewritten
+    counts = _counts(replies, LABELS_KEY, n_domains, "domains")
+    weights = {}
+    for key in head_keys:
+        shape = current[key].shape
+        per_row = counts[:, head_row_domains(shape[0], n_domains)]
+        weights[key] = per_row.reshape(per_row.shape + (1,) * (len(shape) - 1))
+    return weights
 
 
-def modality_weighted_encoders(
-    contents: list[RecordDict],
-    current: dict[str, np.ndarray],
-    encoder_keys: dict[str, list[str]],
-    arrays_key: str = "arrays",
-) -> list[RecordDict]:
-    """Rewrite each reply's modality encoders so Flower's mean weighs them by present samples.
-
-    The rule of `label_weighted_heads`, per modality instead of per head row:
-    site ``i``'s arrays of modality ``m`` become ``w_i * (c_im / C_m) * (N / n_i)``
-    with ``c_im`` its training samples where ``m`` is present; a modality no site
-    had keeps the current arrays.
-
-    Args:
-        contents: Training replies whose ``metrics`` hold ``num-examples`` (> 0)
-            and ``modality-samples`` (one count per modality of ``encoder_keys``,
-            in its order).
-        current: The global arrays the round started from.
-        encoder_keys: State-dict keys of each modality's encoder.
-        arrays_key: Key of the ArrayRecord in each reply.
+def modality_weights(
+    replies: list[SiteReply], encoder_keys: dict[str, list[str]]
+) -> dict[str, np.ndarray]:
+    """Per modality encoder array, each reply's weight: its training samples with the modality.
 
     Raises:
-        ValueError: A reply lacks the counts, or reports no examples.
+        ValueError: A reply lacks ``modality-samples`` for each of ``encoder_keys``.
     """
-    scale, totals = _count_scales(contents, MODALITY_KEY, len(encoder_keys), "modalities")
-    rewritten = []
-    for row, content in enumerate(contents):
-        arrays = dict(content[arrays_key].items())
-        for column, keys in enumerate(encoder_keys.values()):
-            for key in keys:
-                if totals[column] == 0:
-                    arrays[key] = Array(np.ascontiguousarray(current[key]))
-                    continue
-                value = arrays[key].numpy()
-                new = (value * scale[row, column]).astype(value.dtype)
-                arrays[key] = Array(np.ascontiguousarray(new))
-        rewritten.append(
-            RecordDict({arrays_key: ArrayRecord(arrays), "metrics": content["metrics"]})
-        )
-    return rewritten
+    counts = _counts(replies, MODALITY_KEY, len(encoder_keys), "modalities")
+    return {
+        key: counts[:, column] for column, keys in enumerate(encoder_keys.values()) for key in keys
+    }
 
 
-def gradient_weighted_arrays(
-    contents: list[RecordDict],
+def weighted_mean(
+    replies: list[SiteReply],
     current: dict[str, np.ndarray],
-    keys: list[str],
+    weights: dict[str, np.ndarray] | None = None,
+    scaled: Collection[str] = (),
     arrays_key: str = "arrays",
-) -> list[RecordDict]:
-    """Rewrite each reply's ``keys`` so Flower's mean weighs each weight by sites' gradient scale.
+) -> dict[str, np.ndarray]:
+    """Each array's mean over the replies, ``sum_i w_i x_i / sum_i w_i``, per element.
 
-    A fresh AdamW moves each weight by about its learning rate whatever the
-    size of the gradient, so in a plain mean a site whose data barely touch a
-    weight pulls it as hard as a site whose data drive it (a quiet district
-    outvotes a flooded one on the flood head). Each reply carries
-    ``gradient-scales``, the root mean square of the gradients its optimiser
-    stepped on, per weight; site ``i``'s value ``w_i`` becomes
-    ``w_i * s_i * N / sum_j n_j s_j``, so Flower's ``num-examples``-weighted mean
-    is ``sum_i n_i s_i w_i / sum_j n_j s_j``: per weight, a mean weighted by
-    examples times gradient scale. A weight no site had a gradient for keeps its
-    current value. Sites without a domain's labels or a modality have no
-    gradient there, so this also does what `label_weighted_heads` and
-    `modality_weighted_encoders` do.
+    ``w_i`` is reply ``i``'s ``num-examples``, or ``weights[key][i]`` where given
+    (`label_weights`, `modality_weights`). For the ``scaled`` keys it is further
+    multiplied, per element, by the reply's ``gradient-scales``: the root mean
+    square of the gradients its optimiser stepped on. A fresh AdamW moves each
+    weight by about its learning rate whatever the size of the gradient, so in
+    a plain mean a site whose data barely touch a weight pulls it as hard as a
+    site whose data drive it (a quiet district outvotes a flooded one on the
+    flood head); weighted by scale, ``update x scale`` follows the gradient
+    again. Sites without a domain's labels or a modality have no gradient
+    there, so this also does what the label and modality weights do.
 
-    Args:
-        contents: Training replies whose ``metrics`` hold ``num-examples`` (> 0),
-            each with a ``gradient-scales`` ArrayRecord holding ``keys``.
-        current: The global arrays the round started from.
-        keys: Keys of the arrays to weigh (the trainable ones).
-        arrays_key: Key of the model's ArrayRecord in each reply.
+    Where ``sum_i w_i`` is 0 (nobody labelled the domain, had the modality, or
+    had a gradient there) the array keeps its current value. The sum is taken in
+    float64 and returned in the current array's dtype.
+
+    Raises:
+        ValueError: No replies, or a reply with ``num-examples`` <= 0.
     """
-    examples = np.array([float(content["metrics"][WEIGHT_KEY]) for content in contents])
-    if (examples <= 0).any():
-        raise ValueError("every reply must report num-examples > 0")
-    arrays = [dict(content[arrays_key].items()) for content in contents]
-    for key in keys:
-        scales = np.stack([content[SCALES_KEY][key].numpy() for content in contents])
-        shape = (-1,) + (1,) * (scales.ndim - 1)
-        total = (examples.reshape(shape) * scales).sum(axis=0)
-        factor = np.divide(
-            scales * examples.sum(), total, out=np.zeros_like(scales), where=total > 0
-        )
-        for row, reply_arrays in enumerate(arrays):
-            value = reply_arrays[key].numpy()
-            new = np.where(total > 0, value * factor[row], current[key]).astype(value.dtype)
-            reply_arrays[key] = Array(np.ascontiguousarray(new))
-    return [
-        RecordDict({arrays_key: ArrayRecord(new), "metrics": content["metrics"]})
-        for new, content in zip(arrays, contents, strict=True)
+    examples = np.array([reply.examples for reply in replies])
+    if not len(replies) or (examples <= 0).any():
+        raise ValueError("a mean needs replies, each with num-examples > 0")
+    weights = weights or {}
+    mean = {}
+    for key, now in current.items():
+        per_reply = weights.get(key, examples)
+        total = np.zeros(now.shape)
+        weighted = np.zeros(now.shape)
+        for row, reply in enumerate(replies):
+            weight = per_reply[row]
+            if key in scaled:
+                weight = weight * reply.records[SCALES_KEY][key]
+            weighted += weight * reply.records[arrays_key][key]
+            total += weight
+        value = np.divide(weighted, total, out=now.astype(np.float64), where=total > 0)
+        mean[key] = _cast(value, now.dtype)
+    return mean
+
+
+def mean_reply(mean: dict[str, np.ndarray], replies: list[SiteReply]) -> Message:
+    """The round's mean as the one reply a Flower strategy aggregates and steps from.
+
+    It carries the replies' total ``num-examples`` and their example-weighted
+    ``train-loss``, so Flower's average of it is the mean itself.
+    """
+    examples = sum(reply.examples for reply in replies)
+    metrics: dict = {WEIGHT_KEY: examples}
+    losses = [
+        (reply.examples, float(reply.metrics[LOSS_KEY]))
+        for reply in replies
+        if isinstance((reply.metrics or {}).get(LOSS_KEY), int | float)
+        and math.isfinite(reply.metrics[LOSS_KEY])
     ]
+    if losses:
+        metrics[LOSS_KEY] = sum(w * loss for w, loss in losses) / sum(w for w, _ in losses)
+    arrays = ArrayRecord({key: Array(np.ascontiguousarray(value)) for key, value in mean.items()})
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
+    return Message(content, dst_node_id=0, message_type="train")
 
 
-def _count_scales(
-    contents: list[RecordDict], counts_key: str, n_groups: int, groups: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per (reply, group) factors that turn Flower's example weights into count weights.
+def _cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``value`` in ``dtype``; integers (counters) rounded rather than truncated."""
+    if not np.issubdtype(dtype, np.floating):
+        value = np.rint(value)
+    return value.astype(dtype)
 
-    Returns ``(c_ig / C_g) * (N / n_i)`` as a ``(replies, groups)`` array, and the
-    totals ``C_g``.
-    """
-    examples = np.array([float(content["metrics"][WEIGHT_KEY]) for content in contents])
-    if (examples <= 0).any():
-        raise ValueError("every reply must report num-examples > 0")
-    counts = np.zeros((len(contents), n_groups))
-    for row, content in enumerate(contents):
-        reported = content["metrics"].get(counts_key)
+
+def _counts(replies: list[SiteReply], key: str, n_groups: int, groups: str) -> np.ndarray:
+    """The ``(replies, groups)`` counts each reply reports under ``key``."""
+    counts = np.zeros((len(replies), n_groups))
+    for row, reply in enumerate(replies):
+        reported = (reply.metrics or {}).get(key)
         if reported is None or len(reported) != n_groups:
-            raise ValueError(f"every reply must report {counts_key} for {n_groups} {groups}")
+            raise ValueError(f"every reply must report {key} for {n_groups} {groups}")
         counts[row] = np.asarray(reported, dtype=float)
-    totals = counts.sum(axis=0)
-    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    return share * (examples.sum() / examples)[:, None], totals
+    return counts

@@ -3,12 +3,13 @@
 Flower's `Strategy.start` always runs rounds ``1..num_rounds`` and waits on one
 timeout for the whole run (flwr/serverapp/strategy/strategy.py, ``start``), so it
 can neither resume at round ``k + 1`` nor say which sites failed. This loop
-calls the same strategy methods (`configure_train`, `aggregate_train`,
-`configure_evaluate`, `aggregate_evaluate`) one round at a time: a round
-completes when at least ``min-train-sites`` sites reply without error within
-``round-timeout-s``; the others are recorded as failures with their error. A
-reply that arrives but cannot be aggregated (`SiteAware.reply_problem`: a
-missing or reshaped array, a NaN, malformed counts) is such a failure too.
+calls the same strategy methods (`configure_train`, `aggregate_train` as
+`SiteAware.aggregate_replies` on replies decoded once, `configure_evaluate`,
+`aggregate_evaluate`) one round at a time: a round completes when at least
+``min-train-sites`` sites reply without error within ``round-timeout-s``; the
+others are recorded as failures with their error. A reply that arrives but
+cannot be aggregated (`SiteAware.reply_problem`: a missing or reshaped array, a
+NaN, malformed counts, bytes that are no array) is such a failure too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
+from fedcore.federation.aggregation import decode_reply
 from fedcore.federation.model_average import ModelAverage
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.site_order import SiteOrderedGrid, error_text
@@ -76,6 +78,7 @@ def run_round(
     sent = [int(message.metadata.dst_node_id) for message in messages]
     replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
     replied = {int(reply.metadata.src_node_id) for reply in replies}
+    received = time.perf_counter()
     site_rows, failures, took_part, usable = [], [], [], []
     for reply in replies:
         site = grid.sites.learn(reply)
@@ -83,14 +86,18 @@ def run_round(
         if reply.has_error():
             problem = error_text(str(reply.error.reason))
         else:
-            problem = strategy.reply_problem(reply.content)
+            try:
+                decoded = decode_reply(reply.content)
+                problem = strategy.reply_problem(decoded)
+            except ValueError as error:
+                problem = str(error)
             problem = problem and f"reply rejected: {problem}"
         if problem:
             failures.append({"site": site, "node": node, "error": problem})
             continue
         site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
         took_part.append(site)
-        usable.append(reply)
+        usable.append(decoded)
     for node in sorted(set(sent) - replied):
         failures.append(
             {
@@ -120,8 +127,9 @@ def run_round(
         else None
     )
     record["num_examples"] = sum(row["num_examples"] for row in site_rows)
-    new_arrays, _ = strategy.aggregate_train(server_round, usable)
+    new_arrays, _ = strategy.aggregate_replies(server_round, usable)
     record["train_wall_seconds"] = time.perf_counter() - began
+    record["server_seconds"] = time.perf_counter() - received
     record["compute_seconds"] = sum(compute)
     return (arrays if new_arrays is None else new_arrays), record, site_rows
 

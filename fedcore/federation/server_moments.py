@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, RecordDict
+from flwr.app import Array, ArrayRecord
 
-from fedcore.federation.aggregation import WEIGHT_KEY, record_problem
+from fedcore.federation.aggregation import SiteReply, record_problem
 
 MOMENTS_KEY = "server-moments"
 GRADIENTS_KEY = "gradient-moments"
@@ -62,22 +62,23 @@ class ServerMoments:
         """What a site's gradient report must look like, from the round's arrays."""
         return {f"{part}/{key}": shapes[key] for key in self.keys for part in ("g", "g2")}
 
-    def reply_problem(self, content: RecordDict, shapes: dict[str, np.ndarray]) -> str | None:
+    def reply_problem(self, reply: SiteReply, shapes: dict[str, np.ndarray]) -> str | None:
         """Why a reply's gradient report cannot be used, or None."""
         expected = self.expected_report(shapes)
         squares = {key for key in expected if key.startswith("g2/")}
-        return record_problem(content, GRADIENTS_KEY, expected, non_negative=squares)
+        return record_problem(reply, GRADIENTS_KEY, expected, non_negative=squares)
 
-    def update(self, contents: list[RecordDict]) -> None:
-        """Move the moments by the example-weighted mean of the replies' reports."""
-        weights = np.array([float(c["metrics"][WEIGHT_KEY]) for c in contents])
-        if not len(contents) or weights.sum() <= 0:
+    def update(self, replies: list[SiteReply]) -> None:
+        """Move the moments by the example-weighted mean of the reports the replies carry."""
+        replies = [reply for reply in replies if GRADIENTS_KEY in reply.records]
+        weights = np.array([reply.examples for reply in replies])
+        if not len(replies) or weights.sum() <= 0:
             return
         weights = weights / weights.sum()
-        reports = [c[GRADIENTS_KEY] for c in contents]
+        reports = [reply.records[GRADIENTS_KEY] for reply in replies]
         for key in self.keys:
-            mean = sum(w * r[f"g/{key}"].numpy() for w, r in zip(weights, reports, strict=True))
-            square = sum(w * r[f"g2/{key}"].numpy() for w, r in zip(weights, reports, strict=True))
+            mean = sum(w * r[f"g/{key}"] for w, r in zip(weights, reports, strict=True))
+            square = sum(w * r[f"g2/{key}"] for w, r in zip(weights, reports, strict=True))
             first = self.first.get(key, np.zeros_like(mean))
             second = self.second.get(key, np.zeros_like(square))
             self.first[key] = (self.beta1 * first + (1 - self.beta1) * mean).astype(np.float32)

@@ -1,11 +1,12 @@
 """Flower strategies as Kizashi uses them, plus SCAFFOLD, which Flower lacks.
 
 FedAvg, FedProx, FedAdam and FedYogi are Flower's own classes; `SiteAware` sits in
-front of each to (1) weigh the heads by each site's per-domain label counts
-(partial labels, see `aggregation`) and each modality encoder by the samples
-that had the modality (``modality-weighting``, on by default), (2) reduce
-replies to the keys Flower checks, (3) average evaluation metrics over the
-sites that report each one, and (4) expose the state a checkpoint must hold to
+front of each to (1) check each reply and take the round's mean with the
+weights skewed sites need (heads by each site's per-domain label counts,
+modality encoders by the samples that had the modality, or every weight by
+gradient scale; see `aggregation`), handing the Flower class that mean as the
+round's one reply to step from, (2) average evaluation metrics over the
+sites that report each one, and (3) expose the state a checkpoint must hold to
 continue the run (FedAdam/FedYogi's moments, SCAFFOLD's server control). FedBN
 and personalised heads need no server rule of their own: the sites keep those
 layers (see `local_state`), and the server averages them only as the starting
@@ -27,14 +28,17 @@ from fedcore.federation.aggregation import (
     MODALITY_KEY,
     SCALES_KEY,
     WEIGHT_KEY,
-    gradient_weighted_arrays,
-    label_weighted_heads,
-    modality_weighted_encoders,
+    SiteReply,
+    decode_reply,
+    label_weights,
+    mean_reply,
+    modality_weights,
     record_problem,
-    reduced_reply,
     reply_problem,
+    weighted_mean,
 )
-from fedcore.federation.server_moments import GRADIENTS_KEY, MOMENTS_KEY, ServerMoments
+from fedcore.federation.array_bytes import array_values
+from fedcore.federation.server_moments import MOMENTS_KEY, ServerMoments
 from fedcore.federation.settings import FederationSettings
 
 CONTROL_KEY = "scaffold-control"
@@ -105,7 +109,7 @@ class SiteAware:
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Remember the round's starting arrays, sample sites as Flower does, attach the moments."""
-        self.round_arrays = {key: array.numpy() for key, array in arrays.items()}
+        self.round_arrays = {key: array_values(array) for key, array in arrays.items()}
         messages = super().configure_train(server_round, arrays, config, grid)
         record = self.moments.record() if self.moments is not None else None
         if record is None:
@@ -115,49 +119,44 @@ class SiteAware:
             message.content[MOMENTS_KEY] = record
         return messages
 
-    def reply_problem(self, content: RecordDict) -> str | None:
+    def reply_problem(self, reply: SiteReply) -> str | None:
         """Why a training reply of this round cannot be aggregated, or None (`aggregation`)."""
         counts = {LABELS_KEY: self.n_domains}
         if self.encoder_keys:
             counts[MODALITY_KEY] = len(self.encoder_keys)
-        problem = reply_problem(content, self.round_arrays, counts)
+        problem = reply_problem(reply, self.round_arrays, counts)
         if problem is None and self.gradient_keys:
             expected = {key: self.round_arrays[key] for key in self.gradient_keys}
-            problem = record_problem(content, SCALES_KEY, expected, non_negative=set(expected))
+            problem = record_problem(reply, SCALES_KEY, expected, non_negative=set(expected))
         if problem is None and self.moments is not None:
-            problem = self.moments.reply_problem(content, self.round_arrays)
+            problem = self.moments.reply_problem(reply, self.round_arrays)
         return problem
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
-        """Aggregate the successful replies that hold examples, heads weighted by labels.
+        """Flower's entry point: decode the successful replies and `aggregate_replies` them."""
+        decoded = [decode_reply(reply.content) for reply in replies if not reply.has_error()]
+        return self.aggregate_replies(server_round, decoded)
 
-        The replies' contents are replaced by their reduced, reweighted form;
-        record whatever else they carry before calling this.
+    def aggregate_replies(self, server_round: int, replies: list[SiteReply]):
+        """The new global arrays and the round's metrics from replies that passed `reply_problem`.
+
+        Replies without examples are left out. The mean is `aggregation.weighted_mean`
+        (heads by labels, encoders by modality, or every weight by gradient
+        scale); the Flower strategy then aggregates that mean as the round's one
+        reply and takes its server step from it.
         """
-        useful = [
-            reply
-            for reply in replies
-            if not reply.has_error() and float(reply.content["metrics"][WEIGHT_KEY]) > 0
-        ]
+        useful = [reply for reply in replies if reply.examples > 0]
         if not useful:
             return None, None
         if self.moments is not None:
-            reports = [reply.content for reply in useful if GRADIENTS_KEY in reply.content]
-            self.moments.update(reports)
-        contents = [reply.content for reply in useful]
-        if self.gradient_keys:
-            contents = gradient_weighted_arrays(contents, self.round_arrays, self.gradient_keys)
-        else:
-            contents = label_weighted_heads(
-                contents, self.round_arrays, self.head_keys, self.n_domains
-            )
+            self.moments.update(useful)
+        weights: dict[str, np.ndarray] = {}
+        if not self.gradient_keys:
+            weights = label_weights(useful, self.round_arrays, self.head_keys, self.n_domains)
             if self.encoder_keys:
-                contents = modality_weighted_encoders(
-                    contents, self.round_arrays, self.encoder_keys
-                )
-        for reply, content in zip(useful, contents, strict=True):
-            reply.content = reduced_reply(content)
-        return super().aggregate_train(server_round, useful)
+                weights.update(modality_weights(useful, self.encoder_keys))
+        mean = weighted_mean(useful, self.round_arrays, weights, scaled=set(self.gradient_keys))
+        return super().aggregate_train(server_round, [mean_reply(mean, useful)])
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
         """Average each evaluation metric over the sites that report it.
@@ -212,9 +211,9 @@ class KizashiFedAvgM(SiteAware, FedAvg):
         self.server_momentum = server_momentum
         self.momentum: dict[str, np.ndarray] = {}
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+    def aggregate_replies(self, server_round: int, replies: list[SiteReply]):
         """Average as FedAvg, then take a momentum step from the round's starting arrays."""
-        averaged, metrics = super().aggregate_train(server_round, replies)
+        averaged, metrics = super().aggregate_replies(server_round, replies)
         if averaged is None:
             return averaged, metrics
         moved = {}
@@ -303,22 +302,21 @@ class Scaffold(SiteAware, FedAvg):
             message.content[CONTROL_KEY] = record
         return messages
 
-    def reply_problem(self, content: RecordDict) -> str | None:
+    def reply_problem(self, reply: SiteReply) -> str | None:
         """`SiteAware.reply_problem`, and the control delta must fit the server control."""
-        problem = super().reply_problem(content)
+        problem = super().reply_problem(reply)
         if problem or not self.control:
             return problem
-        return record_problem(content, CONTROL_DELTA_KEY, self.control)
+        return record_problem(reply, CONTROL_DELTA_KEY, self.control)
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+    def aggregate_replies(self, server_round: int, replies: list[SiteReply]):
         """Average the model as FedAvg, then move the server control."""
-        replies = list(replies)
         deltas = [
-            {key: array.numpy() for key, array in reply.content[CONTROL_DELTA_KEY].items()}
+            reply.records[CONTROL_DELTA_KEY]
             for reply in replies
-            if not reply.has_error() and CONTROL_DELTA_KEY in reply.content
+            if CONTROL_DELTA_KEY in reply.records
         ]
-        result = super().aggregate_train(server_round, replies)
+        result = super().aggregate_replies(server_round, replies)
         if result[0] is not None and self.server_lr != 1.0:
             result = (self._global_step(result[0]), result[1])
         if deltas:
