@@ -13,6 +13,7 @@ from fedcore.federation.rounds import RoundFailedError
 from fedcore.federation.server_app import run_federation
 from fedcore.federation.settings import STRATEGIES
 from fedcore.federation.site_order import error_text
+from fedcore.federation.strategies import SiteAware
 from fedcore.model import load_model
 from tests.federation_helpers import N_SITES, DirectGrid, tiny_partitions, tiny_settings
 
@@ -57,6 +58,31 @@ def test_gradient_weighted_rounds_take_every_site_s_reply(tiny_partitions, tiny_
     for line in _lines(tmp_path, "round"):
         assert len(line["sites"]) == N_SITES and line["failures"] == []
     assert all(np.isfinite(array.numpy()).all() for array in final.values())
+
+
+class _ReversedGrid(DirectGrid):
+    """Replies arrive in reverse order, as the simulation's arrive in varying order."""
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return super().send_and_receive(messages, timeout=timeout)[::-1]
+
+
+def test_replies_are_averaged_in_site_order_whatever_order_they_arrive_in(
+    tiny_partitions, tiny_city_dir, tmp_path, monkeypatch
+):
+    # float sums depend on their order: site order makes a run repeat exactly
+    averaged = []
+    original = SiteAware.aggregate_replies
+
+    def spy(self, server_round, replies):
+        averaged.append([int(reply.metrics["site-index"]) for reply in replies])
+        return original(self, server_round, replies)
+
+    monkeypatch.setattr(SiteAware, "aggregate_replies", spy)
+    run_federation(
+        _ReversedGrid(client_app), tiny_settings(tiny_partitions, tiny_city_dir, tmp_path)
+    )
+    assert averaged == [list(range(N_SITES))] * 2
 
 
 @pytest.mark.parametrize(

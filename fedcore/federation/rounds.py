@@ -97,7 +97,7 @@ def run_round(
             continue
         site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
         took_part.append(site)
-        usable.append(decoded)
+        usable.append((site, decoded))
     for node in sorted(set(sent) - replied):
         failures.append(
             {
@@ -118,6 +118,9 @@ def run_round(
             f"round {server_round}: {len(took_part)} of {len(sent)} sites replied, "
             f"min-train-sites is {settings.min_train_sites}; failures: {failures[:5]}"
         )
+    # in site order, not arrival order: float sums then repeat exactly from run to run
+    usable = [decoded for _, decoded in sorted(usable, key=lambda pair: pair[0])]
+    site_rows.sort(key=lambda row: row["site"])
     compute = [row["compute_seconds"] or 0.0 for row in site_rows]
     weights = [row["num_examples"] for row in site_rows if row["loss"] is not None]
     losses = [row["loss"] for row in site_rows if row["loss"] is not None]
