@@ -4,20 +4,24 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from datasets import make_city
 from datasets.partition import PartitionSpec, partition_city
 from datasets.partition_io import PrivateDataSlicer, load_site, write_federation
 from fedcore.federation.client_app import app as client_app
+from fedcore.federation.local_state import site_control, store_site_control
 from fedcore.federation.neighbour_exchange import (
     NeighbourTotals,
     exchange_in_process,
     site_sums,
+    store_totals,
+    stored_totals,
     with_neighbour_context,
 )
 from fedcore.federation.server_app import run_federation
 from fedcore.site_data import DataSettings, prepare_site_data
-from tests.federation_helpers import DirectGrid, tiny_partitions, tiny_settings
+from tests.federation_helpers import DirectGrid, node_context, tiny_partitions, tiny_settings
 
 __all__ = ["tiny_partitions"]
 DATA = DataSettings(domains=("traffic", "crowd"))
@@ -123,3 +127,15 @@ def test_a_resumed_run_exchanges_again_for_its_restarted_sites(
         any(key.startswith("neighbour-totals@") for key in context.state)
         for context in restarted.contexts.values()
     )
+
+
+def test_a_node_keeps_each_kind_of_state_for_its_current_run_only():
+    context = node_context(1000, 0)
+    totals = {"rows": np.array([0]), "reach": np.zeros((1, 2), np.float32)}
+    control = {"w": torch.ones(2)}
+    store_site_control(context, control, "runs/a")
+    store_totals(context, totals, "runs/a")
+    store_totals(context, {**totals, "reach": np.ones((1, 2), np.float32)}, "runs/b")
+    assert stored_totals(context, "runs/a") is None  # run a is over: its totals are gone
+    assert stored_totals(context, "runs/b")["reach"] == pytest.approx(np.ones((1, 2)))
+    assert site_control(context, {"w": torch.zeros(2)}, "runs/a")["w"].tolist() == [1.0, 1.0]

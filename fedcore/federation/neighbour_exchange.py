@@ -36,6 +36,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from datasets.partition import SiteInfo
 from datasets.samples import neighbour_context, neighbour_sums
+from fedcore.federation.local_state import store_for_run
 from fedcore.federation.site_order import SiteDirectory, error_text
 from fedcore.federation.task import arrays_from_numpy
 from fedcore.run_log import append_metrics
@@ -150,8 +151,8 @@ def exchange_in_process(sites: list[SiteData], infos: list[SiteInfo]) -> list[Si
 
 
 def store_totals(context: Context, totals: dict[str, np.ndarray], scope: str) -> None:
-    """Keep the totals at the site for every later round of the run ``scope``."""
-    context.state[f"{TOTALS_KEY}@{scope}"] = arrays_from_numpy(totals)
+    """Keep the totals at the site for every later round of the run ``scope`` (only)."""
+    store_for_run(context, TOTALS_KEY, scope, arrays_from_numpy(totals))
 
 
 def stored_totals(context: Context, scope: str) -> dict[str, np.ndarray] | None:
