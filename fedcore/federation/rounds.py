@@ -79,7 +79,7 @@ def run_round(
     replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
     replied = {int(reply.metadata.src_node_id) for reply in replies}
     received = time.perf_counter()
-    site_rows, failures, took_part, usable = [], [], [], []
+    site_rows, failures, accepted = [], [], {}
     for reply in replies:
         site = grid.sites.learn(reply)
         node = int(reply.metadata.src_node_id)
@@ -88,16 +88,16 @@ def run_round(
         else:
             try:
                 decoded = decode_reply(reply.content)
-                problem = strategy.reply_problem(decoded)
             except ValueError as error:
                 problem = str(error)
+            else:
+                problem = strategy.reply_problem(decoded)
             problem = problem and f"reply rejected: {problem}"
         if problem:
             failures.append({"site": site, "node": node, "error": problem})
             continue
         site_rows.append(site_record(server_round, site, node, reply.content["metrics"]))
-        took_part.append(site)
-        usable.append((site, decoded))
+        accepted[site, node] = decoded
     for node in sorted(set(sent) - replied):
         failures.append(
             {
@@ -109,18 +109,17 @@ def run_round(
     record = {
         "kind": "round",
         "round": server_round,
-        "sites": sorted(took_part),
+        "sites": sorted(site for site, _ in accepted),
         "n_asked": len(sent),
         "failures": failures,
     }
-    if len(took_part) < settings.min_train_sites:
+    if len(accepted) < settings.min_train_sites:
         raise RoundFailedError(
-            f"round {server_round}: {len(took_part)} of {len(sent)} sites replied, "
+            f"round {server_round}: {len(accepted)} of {len(sent)} sites replied, "
             f"min-train-sites is {settings.min_train_sites}; failures: {failures[:5]}"
         )
     # in site order, not arrival order: float sums then repeat exactly from run to run
-    usable = [decoded for _, decoded in sorted(usable, key=lambda pair: pair[0])]
-    site_rows.sort(key=lambda row: row["site"])
+    site_rows.sort(key=lambda row: (row["site"], row["node"]))
     compute = [row["compute_seconds"] or 0.0 for row in site_rows]
     weights = [row["num_examples"] for row in site_rows if row["loss"] is not None]
     losses = [row["loss"] for row in site_rows if row["loss"] is not None]
@@ -130,7 +129,8 @@ def run_round(
         else None
     )
     record["num_examples"] = sum(row["num_examples"] for row in site_rows)
-    new_arrays, _ = strategy.aggregate_replies(server_round, usable)
+    in_site_order = [accepted[key] for key in sorted(accepted)]
+    new_arrays, _ = strategy.aggregate_replies(server_round, in_site_order)
     record["train_wall_seconds"] = time.perf_counter() - began
     record["server_seconds"] = time.perf_counter() - received
     record["compute_seconds"] = sum(compute)
