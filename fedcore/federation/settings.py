@@ -101,7 +101,7 @@ class FederationSettings:
             False: every array weighted by examples, as Flower does.
         gradient_weighting: Average each weight over the sites weighted by
             examples times the root mean square of the gradients each site's
-            AdamW stepped on there (`fedcore.federation.aggregation.gradient_weighted_arrays`),
+            AdamW stepped on there (`fedcore.federation.aggregation.weighted_mean`),
             so that a site whose data barely move a weight does not pull it as
             hard as one whose data drive it; it replaces the label and modality
             weighting of the trainable arrays. Needs ``adamw`` sites.

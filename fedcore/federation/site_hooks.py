@@ -3,7 +3,7 @@
 The one training loop (`fedcore.training.train_epochs`) takes a ``penalty``
 added to each step's loss and an ``after_backward`` that may edit gradients;
 these build both. `adamw_gradient_scales` reads what a site reports for
-``gradient-weighting`` (`fedcore.federation.aggregation.gradient_weighted_arrays`).
+``gradient-weighting`` (`fedcore.federation.aggregation.weighted_mean`).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class SiteAware:
         moments: The Adam moments sites step with (``site-optimiser`` ``mimelite``,
             `fedcore.federation.server_moments`); None: sites keep their own.
         gradient_keys: Keys to average weighted by the sites' gradient scales
-            (``gradient-weighting``, `aggregation.gradient_weighted_arrays`),
+            (``gradient-weighting``, `aggregation.weighted_mean`),
             instead of by labels and modalities; None: off.
         **kwargs: Passed to the Flower strategy.
     """
