@@ -231,7 +231,7 @@ def weighted_mean(
             weighted += weight * reply.records[arrays_key][key]
             total += weight
         value = np.divide(weighted, total, out=now.astype(np.float64), where=total > 0)
-        mean[key] = _cast(value, now.dtype)
+        mean[key] = value.astype(now.dtype)
     return mean
 
 
@@ -254,13 +254,6 @@ def mean_reply(mean: dict[str, np.ndarray], replies: list[SiteReply]) -> Message
     arrays = ArrayRecord({key: Array(np.ascontiguousarray(value)) for key, value in mean.items()})
     content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
     return Message(content, dst_node_id=0, message_type="train")
-
-
-def _cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``value`` in ``dtype``; integers (counters) rounded rather than truncated."""
-    if not np.issubdtype(dtype, np.floating):
-        value = np.rint(value)
-    return value.astype(dtype)
 
 
 def _counts(replies: list[SiteReply], key: str, n_groups: int, groups: str) -> np.ndarray:
