@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 ROUND_SELECTIONS = ("best", "last")
+SITE_SAMPLINGS = ("random", "cycle")
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
 LOCAL_LAYER_KINDS = ("norm", "head")
 SITE_OPTIMISERS = ("adamw", "sgd", "mimelite")  # see site_optimiser below
@@ -63,6 +64,10 @@ class FederationSettings:
         batch_size: Site batch size.
         fraction_train: Share of sites asked to train each round.
         fraction_evaluate: Share of sites asked to score the model each round (0: none).
+        site_sampling: How a round's training sites are drawn: ``random``, afresh
+            each round as Flower does; ``cycle``, without replacement, so each
+            site trains once per ``ceil(1 / fraction-train)`` rounds
+            (`fedcore.federation.cohorts`).
         min_train_sites: Fewest successful training replies a round needs to count.
         min_available_sites: Sites that must be connected before a round starts
             (0: ``min-train-sites``).
@@ -129,6 +134,7 @@ class FederationSettings:
     batch_size: int = 64
     fraction_train: float = 1.0
     fraction_evaluate: float = 0.0
+    site_sampling: str = "random"
     min_train_sites: int = 2
     min_available_sites: int = 0
     round_timeout_s: float = 3600.0
@@ -184,6 +190,7 @@ class FederationSettings:
             "site-optimiser": self.site_optimiser in SITE_OPTIMISERS,
             "site-momentum": 0 <= self.site_momentum < 1,
             "select-round": self.select_round in ROUND_SELECTIONS,
+            "site-sampling": self.site_sampling in SITE_SAMPLINGS,
             "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
         }
         bad = [key for key, ok in checks.items() if not ok]

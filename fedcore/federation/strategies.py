@@ -38,6 +38,7 @@ from fedcore.federation.aggregation import (
     weighted_mean,
 )
 from fedcore.federation.array_bytes import array_values
+from fedcore.federation.cohorts import cycle_cohort
 from fedcore.federation.server_moments import MOMENTS_KEY, ServerMoments
 from fedcore.federation.settings import FederationSettings
 
@@ -83,6 +84,8 @@ class SiteAware:
         gradient_keys: Keys to average weighted by the sites' gradient scales
             (``gradient-weighting``, `aggregation.weighted_mean`),
             instead of by labels and modalities; None: off.
+        sampling: ``random`` (Flower's draw) or ``cycle`` (`cohorts.cycle_cohort`).
+        seed: Seed of the ``cycle`` draw.
         **kwargs: Passed to the Flower strategy.
     """
 
@@ -94,6 +97,8 @@ class SiteAware:
         encoder_keys: dict[str, list[str]] | None = None,
         moments: ServerMoments | None = None,
         gradient_keys: list[str] | None = None,
+        sampling: str = "random",
+        seed: int = 0,
         **kwargs,
     ) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
@@ -103,18 +108,29 @@ class SiteAware:
         self.encoder_keys = dict(encoder_keys or {})
         self.moments = moments
         self.gradient_keys = list(gradient_keys or [])
+        self.sampling = sampling
+        self.seed = seed
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Remember the round's starting arrays, sample sites as Flower does, attach the moments."""
+        """Remember the round's starting arrays, sample sites, attach the moments.
+
+        Flower's class builds the round's message and draws its sites; with
+        ``cycle`` sampling the same message goes, as many times, to the
+        round's slot of the cycle instead.
+        """
         self.round_arrays = {key: array_values(array) for key, array in arrays.items()}
-        messages = super().configure_train(server_round, arrays, config, grid)
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        if self.sampling == "cycle" and messages:
+            nodes = list(grid.get_node_ids())
+            cohort = cycle_cohort(nodes, min(len(messages), len(nodes)), server_round, self.seed)
+            content, kind = messages[0].content, messages[0].metadata.message_type
+            messages = [Message(content, dst_node_id=node, message_type=kind) for node in cohort]
         record = self.moments.record() if self.moments is not None else None
         if record is None:
             return messages
-        messages = list(messages)
         for message in messages:
             message.content[MOMENTS_KEY] = record
         return messages
@@ -374,6 +390,8 @@ def make_strategy(
         "head_keys": head_keys,
         "encoder_keys": encoder_keys if settings.modality_weighting else None,
         "n_domains": len(settings.domain_list),
+        "sampling": settings.site_sampling,
+        "seed": settings.seed,
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": settings.fraction_evaluate,
         "min_train_nodes": settings.min_train_sites,
