@@ -379,9 +379,9 @@ def benchmark_table(result: dict) -> Table:
         table.add_row(
             row["method"],
             number(row["test"].get("auprc-macro")),
-            number(row.get("x_centralised"), 2),
+            number(row.get("x_centralised"), 3),
             number(row.get("test_sites", {}).get("auprc-macro")),
-            number(row.get("x_centralised_sites"), 2),
+            number(row.get("x_centralised_sites"), 3),
             number(row["test"].get("auroc-macro")),
             rounds_text(row),
             number(row.get("wall_s"), 1),
