@@ -1,10 +1,9 @@
 """Which sites train in a round: Flower's independent draw, or each site once per cycle.
 
 Flower draws every round's sites afresh (``random.sample``), so over a run
-some sites train several times more often than others, and a cohort's mix of
-labels swings more from round to round than it must. Under label skew each
-cohort pulls the shared body towards its own mix, and that swing is noise the
-global model carries. ``site-sampling cycle`` draws without replacement: a
+some sites train several times more often than others, and under label skew
+the run's model leans towards the labels of the sites it happened to draw
+most. ``site-sampling cycle`` draws without replacement: a
 seeded permutation of the sites, cut into cohorts of the round's size, so
 every site trains once per ``ceil(sites / cohort)`` rounds (an epoch over the
 sites, as a centralised trainer reshuffles its samples each epoch rather than
