@@ -213,9 +213,10 @@ def benchmark_federation(
         str,
         typer.Option(
             help="Our methods, comma-separated: a strategy, or a strategy with its own "
-            "run-config knobs, e.g. fedavgm:server-lr=2:server-momentum=0."
+            "run-config knobs, e.g. fedavgm:server-lr=2:server-momentum=0. "
+            "Default: our best measured method."
         ),
-    ] = "scaffold,fedbn,fedadam",
+    ] = "",
     central_epochs: Annotated[int, typer.Option(help="Most centralised epochs.")] = 20,
     cores: Annotated[int | None, typer.Option(help="CPU cores for the simulation.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of city, partition and models.")] = 0,
@@ -242,7 +243,8 @@ def benchmark_federation(
         local_epochs=local_epochs,
         local_steps=local_steps,
         preset=preset,
-        ours=tuple(name.strip() for name in ours.split(",") if name.strip()),
+        ours=tuple(name.strip() for name in ours.split(",") if name.strip())
+        or FederationBenchOptions.ours,
         central_epochs=central_epochs,
         seed=seed,
         cores=cores,

@@ -3,10 +3,13 @@
 import json
 
 import pytest
+from typer.testing import CliRunner
 
+import pipelines.bench_federation as bench_federation
 from fedcore.federation.server_app import SETTINGS_FILE
 from fedcore.federation.settings import FederationSettings
 from pipelines.bench_federation import (
+    BEST_OF_OURS,
     FederationBenchOptions,
     benchmark_table,
     domain_table,
@@ -16,6 +19,7 @@ from pipelines.bench_federation import (
     summarise,
 )
 from pipelines.cities import CitySource
+from pipelines.cli import app
 
 
 def test_overhead_counts_warm_rounds_against_compute_per_core():
@@ -133,3 +137,20 @@ def test_a_method_is_a_strategy_with_its_own_knobs_over_the_shared_settings():
     for bad in ("fedavgm:server-lr", "fedavgm:no-such-knob=1", "nostrategy", "fedavgm:lr=fast"):
         with pytest.raises(ValueError):
             method_settings(base, bad)
+
+
+def test_without_ours_the_benchmark_compares_our_best_measured_method(monkeypatch, tmp_path):
+    best = method_settings(FederationSettings(fraction_train=0.1), BEST_OF_OURS)
+    assert (best.strategy, best.server_lr, best.server_momentum) == ("fedavgm", 2.0, 0.0)
+    assert best.gradient_weighting and best.fraction_train == 0.3
+    given = []
+
+    def record(options, runs_dir, progress):
+        given.append(options.ours)
+        raise ValueError("stop before training")
+
+    monkeypatch.setattr(bench_federation, "run_federation_benchmark", record)
+    runner = CliRunner()
+    runner.invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path)])
+    runner.invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path), "--ours", "fedbn"])
+    assert given == [(BEST_OF_OURS,), ("fedbn",)]
