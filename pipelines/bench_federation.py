@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -56,8 +57,9 @@ from fedcore.federation.task import (
     load_pooled_data,
     model_config_from_public,
 )
+from fedcore.metrics import macro_auprc_ratio_interval
 from fedcore.model import ModelConfig, load_model
-from fedcore.training import evaluate
+from fedcore.training import evaluate, predict
 from pipelines.cities import CitySource, obtain_city
 from pipelines.federate import parse_overrides, round_line
 from pipelines.local_only import run_local_only
@@ -151,23 +153,51 @@ def _scores(model, data, split: str) -> dict:
     return {key: value for key, value in scores.items() if math.isfinite(value)}
 
 
+def days_of_test_windows(data) -> np.ndarray:
+    """The UTC day of each of the pooled data's test windows: the bootstrap's blocks."""
+    starts = data.samples.starts[data.samples.window[data.split["test"]]]
+    return (starts.normalize() - starts.normalize().min()).days.to_numpy()
+
+
+def probabilities_on_test(model, data) -> np.ndarray:
+    """A model's event probabilities on the pooled data's test windows."""
+    return predict(model, data, data.split["test"])["probability"]
+
+
+def ratio_interval(model, data, reference: np.ndarray) -> list[float]:
+    """90% interval of the model's test macro AUPRC over the reference's (day blocks).
+
+    See `fedcore.metrics.macro_auprc_ratio_interval`: with the default
+    benchmark's 12 test days it spans several points.
+    """
+    counts = data.samples.targets[data.split["test"]]
+    low, high = macro_auprc_ratio_interval(
+        counts, reference, probabilities_on_test(model, data), days_of_test_windows(data)
+    )
+    return [low, high]
+
+
 def run_centralised(
     config: ModelConfig,
     data,
     options: FederationBenchOptions,
     sites: list,
     method: str = "centralised (sites' data pooled)",
-) -> dict:
+) -> tuple[dict, np.ndarray]:
     """Train on ``data`` with early stopping; test scores (city and sites' view) and time.
 
     Single-threaded, as every site trains: on a busy machine two torch threads
     contending for cores ran 10 steps in 88 s instead of 4 s.
+
+    Returns:
+        The row, and the model's probabilities on the pooled test windows (the
+        reference of every other row's interval, `ratio_interval`).
     """
     torch.set_num_threads(1)
     began = time.perf_counter()
     train_options = TrainOptions(max_epochs=options.central_epochs, seed=options.seed)
     model, history = train_centralised(config, data, train_options)
-    return {
+    row = {
         "method": method,
         "test": _scores(model, data, "test"),
         "test_sites": site_view_scores(model, sites),
@@ -175,6 +205,7 @@ def run_centralised(
         "epochs": len(history),
         "wall_s": time.perf_counter() - began,
     }
+    return row, probabilities_on_test(model, data)
 
 
 def central_line(row: dict) -> str:
@@ -212,8 +243,13 @@ def run_federated(
     cores: int,
     bench_dir: Path,
     progress: Progress,
+    reference: np.ndarray,
 ) -> tuple[list[dict], dict]:
-    """Every method in one simulation; their rows and the simulation's peak memory."""
+    """Every method in one simulation; their rows and the simulation's peak memory.
+
+    ``reference``: the centralised model's test probabilities, against which
+    each row gets its ``x_centralised_interval`` (`ratio_interval`).
+    """
     runs = [
         method_settings(base, method).with_updates(
             run_dir=str(bench_dir / f"fed-{method.replace(':', '_')}")
@@ -248,6 +284,7 @@ def run_federated(
             {
                 "method": method,
                 "test": _scores(model, pooled, "test"),
+                "x_centralised_interval": ratio_interval(model, pooled, reference),
                 "test_sites": site_view_scores(model, sites),
                 "validation": _scores(model, pooled, "validation"),
                 "rounds": len(rounds),
@@ -311,11 +348,11 @@ def run_federation_benchmark(
     write_manifest(bench_dir, status="running", **facts)
     sites = load_sites(base, options.n_sites)
     progress("centralised training on the sites' data pooled")
-    central = run_centralised(config, pooled, options, sites)
+    central, reference = run_centralised(config, pooled, options, sites)
     progress(central_line(central))
     methods = list(dict.fromkeys([*BASELINES, *options.ours]))
     federated, simulation = run_federated(
-        base, methods, pooled, sites, options.n_sites, cores, bench_dir, progress
+        base, methods, pooled, sites, options.n_sites, cores, bench_dir, progress, reference
     )
     progress("local-only training")
     local = run_local_only(config, base, options.n_sites, cores)
@@ -370,7 +407,8 @@ def summarise(central: dict, federated: list[dict], local: dict, options) -> dic
 def benchmark_table(result: dict) -> Table:
     """The rows as a rich table."""
     table = Table(title=f"Federation benchmark: {result['n_sites']} sites, test windows")
-    for column in ("method", "AUPRC pooled", "x central", "AUPRC sites", "x central (sites)",
+    for column in ("method", "AUPRC pooled", "x central", "x central 90%", "AUPRC sites",
+                   "x central (sites)",
                    "AUROC pooled", "rounds/epochs", "wall s", "warm s/round", "overhead",
                    "failures"):  # fmt: skip
         table.add_column(column, justify="left" if column == "method" else "right")
@@ -383,6 +421,7 @@ def benchmark_table(result: dict) -> Table:
             row["method"],
             number(row["test"].get("auprc-macro")),
             number(row.get("x_centralised"), 3),
+            interval_text(row.get("x_centralised_interval")),
             number(row.get("test_sites", {}).get("auprc-macro")),
             number(row.get("x_centralised_sites"), 3),
             number(row["test"].get("auroc-macro")),
@@ -398,10 +437,18 @@ def benchmark_table(result: dict) -> Table:
         f"(process tree), {result['cores']} cores; overhead = training wall per round ÷ "
         "(Σ site CPU seconds ÷ cores), rounds ≥ 2; rounds: the round kept (best on validation, "
         "as the centralised trainer keeps its best epoch) / rounds run; "
+        "x central 90%: a paired bootstrap over test days of the ratio; "
         "pooled: the test windows of the sites' data pooled; "
         "sites: each site's own view of them (its data, and the neighbour context it was given)"
     )
     return table
+
+
+def interval_text(interval: list[float] | None) -> str:
+    """``low-high`` of a ratio interval, or ``-`` without one."""
+    if not interval or any(math.isnan(end) for end in interval):
+        return "-"
+    return f"{interval[0]:.2f}-{interval[1]:.2f}"
 
 
 def rounds_text(row: dict) -> str:

@@ -1,6 +1,7 @@
 """`kizashi benchmark federation` on a tiny setting, and its arithmetic on hand-made rounds."""
 
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -8,12 +9,18 @@ from typer.testing import CliRunner
 import pipelines.bench_federation as bench_federation
 from fedcore.federation.server_app import SETTINGS_FILE
 from fedcore.federation.settings import FederationSettings
+from fedcore.model import ModelConfig, build_model
+from fedcore.site_data import DataSettings, prepare_site_data
 from pipelines.bench_federation import (
     BEST_OF_OURS,
     FederationBenchOptions,
     benchmark_table,
+    days_of_test_windows,
     domain_table,
+    interval_text,
     method_settings,
+    probabilities_on_test,
+    ratio_interval,
     round_overhead,
     run_federation_benchmark,
     summarise,
@@ -112,6 +119,9 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
     for row in saved["rows"][1:4]:
         assert row["rounds"] == 2 and row["overhead"] > 0 and row["failures"] == 0
         assert 1 <= row["selected_round"] <= 2 and len(row["curve"]) == 2
+    for row in saved["rows"][1:4]:  # each federated row against the centralised model
+        low, high = row["x_centralised_interval"]
+        assert low <= high or math.isnan(low)
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
     assert saved["sites_without_training"] == []  # 5 sites over the tiny city's districts
     assert benchmark_table(result).row_count == domain_table(result).row_count == 5
@@ -154,3 +164,26 @@ def test_without_ours_the_benchmark_compares_our_best_measured_method(monkeypatc
     runner.invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path)])
     runner.invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path), "--ours", "fedbn"])
     assert given == [(BEST_OF_OURS,), ("fedbn",)]
+
+
+def test_the_ratio_interval_draws_test_days_and_a_model_matches_itself(tiny_city):
+    data = prepare_site_data(tiny_city, DataSettings())
+    days = days_of_test_windows(data)
+    starts = data.samples.starts[data.samples.window[data.split["test"]]]
+    assert len(days) == len(data.split["test"]) and days.min() == 0
+    assert len(set(days.tolist())) == len(set(starts.date))
+    samples = data.samples
+    model = build_model(
+        ModelConfig.preset_config(
+            "tiny",
+            domains=list(DataSettings().domains),
+            n_channels=len(samples.channels),
+            n_static=data.n_static,
+            text_dim=samples.text_dim,
+            frame_size=int(samples.frames.shape[1]),
+        )
+    )
+    itself = probabilities_on_test(model, data)
+    assert ratio_interval(model, data, itself) == pytest.approx([1.0, 1.0])
+    assert interval_text([0.9123, 1.0561]) == "0.91-1.06"
+    assert interval_text([math.nan, math.nan]) == interval_text(None) == "-"
