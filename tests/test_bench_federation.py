@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import pipelines.bench_federation as bench_federation
 from fedcore.federation.server_app import SETTINGS_FILE
 from fedcore.federation.settings import FederationSettings
-from fedcore.model import ModelConfig, build_model
+from fedcore.model import build_model
 from fedcore.site_data import DataSettings, prepare_site_data
 from pipelines.bench_federation import (
     BEST_OF_OURS,
@@ -27,6 +27,7 @@ from pipelines.bench_federation import (
 )
 from pipelines.cities import CitySource
 from pipelines.cli import app
+from pipelines.train import model_config
 
 
 def test_overhead_counts_warm_rounds_against_compute_per_core():
@@ -172,17 +173,7 @@ def test_the_ratio_interval_draws_test_days_and_a_model_matches_itself(tiny_city
     starts = data.samples.starts[data.samples.window[data.split["test"]]]
     assert len(days) == len(data.split["test"]) and days.min() == 0
     assert len(set(days.tolist())) == len(set(starts.date))
-    samples = data.samples
-    model = build_model(
-        ModelConfig.preset_config(
-            "tiny",
-            domains=list(DataSettings().domains),
-            n_channels=len(samples.channels),
-            n_static=data.n_static,
-            text_dim=samples.text_dim,
-            frame_size=int(samples.frames.shape[1]),
-        )
-    )
+    model = build_model(model_config("tiny", data, list(DataSettings().domains)))
     itself = probabilities_on_test(model, data)
     assert ratio_interval(model, data, itself) == pytest.approx([1.0, 1.0])
     assert interval_text([0.9123, 1.0561]) == "0.91-1.06"
