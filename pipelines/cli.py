@@ -223,6 +223,10 @@ def benchmark_federation(
     neighbour_exchange: Annotated[
         bool, typer.Option(help="Federated sites pool their neighbour sums before round 1.")
     ] = False,
+    select_round: Annotated[
+        str,
+        typer.Option(help="The round each federated method keeps: best (on validation) or last."),
+    ] = "best",
 ) -> None:
     """Centralised vs FedAvg vs FedProx vs ours vs local-only on one partition; overhead, memory."""
     from pipelines.bench_federation import (
@@ -249,6 +253,7 @@ def benchmark_federation(
         seed=seed,
         cores=cores,
         neighbour_exchange=neighbour_exchange,
+        select_round=select_round,
     )
     run_dir, result = guarded(
         lambda: run_federation_benchmark(options, runs_dir, lambda line: console.print(line)),

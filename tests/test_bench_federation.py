@@ -17,6 +17,7 @@ from pipelines.bench_federation import (
     benchmark_table,
     days_of_test_windows,
     domain_table,
+    federation_base,
     interval_text,
     method_settings,
     probabilities_on_test,
@@ -150,21 +151,30 @@ def test_a_method_is_a_strategy_with_its_own_knobs_over_the_shared_settings():
             method_settings(base, bad)
 
 
-def test_without_ours_the_benchmark_compares_our_best_measured_method(monkeypatch, tmp_path):
+def test_the_cli_passes_ours_and_the_round_rule_with_our_best_method_by_default(
+    monkeypatch, tmp_path
+):
     best = method_settings(FederationSettings(fraction_train=0.1), BEST_OF_OURS)
     assert (best.strategy, best.server_lr, best.server_momentum) == ("fedavgm", 2.0, 0.0)
     assert best.gradient_weighting and best.fraction_train == 0.3
     given = []
 
     def record(options, runs_dir, progress):
-        given.append(options.ours)
+        given.append((options.ours, options.select_round))
         raise ValueError("stop before training")
 
     monkeypatch.setattr(bench_federation, "run_federation_benchmark", record)
     runner = CliRunner()
     runner.invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path)])
     runner.invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path), "--ours", "fedbn"])
-    assert given == [(BEST_OF_OURS,), ("fedbn",)]
+    runner.invoke(
+        app, ["benchmark", "federation", "--runs-dir", str(tmp_path), "--select-round", "last"]
+    )
+    assert given == [
+        ((BEST_OF_OURS,), "best"),
+        (("fedbn",), "best"),
+        ((BEST_OF_OURS,), "last"),
+    ]
 
 
 def test_the_ratio_interval_draws_test_days_and_a_model_matches_itself(tiny_city):
@@ -178,3 +188,16 @@ def test_the_ratio_interval_draws_test_days_and_a_model_matches_itself(tiny_city
     assert ratio_interval(model, data, itself) == pytest.approx([1.0, 1.0])
     assert interval_text([0.9123, 1.0561]) == "0.91-1.06"
     assert interval_text([math.nan, math.nan]) == interval_text(None) == "-"
+
+
+def test_every_federated_method_keeps_the_round_the_benchmark_names(tmp_path):
+    options = FederationBenchOptions(rounds=144, select_round="last", neighbour_exchange=True)
+    base = federation_base(options, tmp_path / "partitions", tmp_path / "pooled")
+    assert (base.select_round, base.num_rounds, base.neighbour_exchange) == ("last", 144, True)
+    ours = method_settings(base, BEST_OF_OURS)
+    assert (ours.select_round, ours.num_rounds, ours.fraction_train) == ("last", 144, 0.3)
+    assert federation_base(FederationBenchOptions(), tmp_path, tmp_path).select_round == "best"
+    bad = FederationBenchOptions(select_round="middle")
+    with pytest.raises(ValueError, match="select-round"):
+        run_federation_benchmark(bad, tmp_path / "runs", progress=lambda line: None)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
