@@ -86,15 +86,20 @@ def test_replies_are_averaged_in_site_order_whatever_order_they_arrive_in(
 
 
 @pytest.mark.parametrize(
-    ("strategy", "site_optimiser"), [("fedadam", "adamw"), ("fedavgm", "mimelite")]
+    ("strategy", "site_optimiser", "extra"),
+    [
+        ("fedadam", "adamw", {}),
+        ("fedavgm", "mimelite", {}),
+        ("fedavgm", "adamw", {"update_memory": 3, "fraction_train": 0.4}),
+    ],
 )
 def test_resumed_run_ends_where_an_unbroken_run_ends(
-    strategy, site_optimiser, tiny_partitions, tiny_city_dir, tmp_path
+    strategy, site_optimiser, extra, tiny_partitions, tiny_city_dir, tmp_path
 ):
     # The break is emulated by planning 2 rounds, then 3: a constant site learning
     # rate keeps both plans' first rounds alike (a cosine one depends on the plan).
-    # Both cases keep server state a resume must restore: FedAdam's and FedAvgM's
-    # moments, and the moments mimelite sites step with.
+    # Every case keeps server state a resume must restore: FedAdam's and FedAvgM's
+    # moments, the moments mimelite sites step with, the sites' remembered updates.
     whole = tiny_settings(
         tiny_partitions,
         tiny_city_dir,
@@ -103,6 +108,7 @@ def test_resumed_run_ends_where_an_unbroken_run_ends(
         site_optimiser=site_optimiser,
         num_rounds=3,
         lr_schedule="constant",
+        **extra,
     )
     expected = run_federation(DirectGrid(client_app), whole)
     broken = whole.with_updates(run_dir=str(tmp_path / "broken"), num_rounds=2)

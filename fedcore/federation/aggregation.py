@@ -48,22 +48,33 @@ LOSS_KEY = "train-loss"
 LABELS_KEY = "domain-labels"
 MODALITY_KEY = "modality-samples"
 SCALES_KEY = "gradient-scales"
+SITE_INDEX_KEY = "site-index"
 
 
 @dataclass(frozen=True)
 class SiteReply:
     """A training reply with its arrays decoded: ``records[record_key][array_key]``.
 
-    ``metrics`` is the reply's ``metrics`` record as a dict, or None without one.
+    ``metrics`` is the reply's ``metrics`` record as a dict, or None without one;
+    ``node`` the Flower node that sent it (-1 where unknown).
     """
 
     records: dict[str, dict[str, np.ndarray]]
     metrics: dict | None
+    node: int = -1
 
     @property
     def examples(self) -> float:
         """The reply's ``num-examples`` (0 when it has none)."""
         return float((self.metrics or {}).get(WEIGHT_KEY, 0))
+
+    @property
+    def site(self) -> str:
+        """Which site sent it: its ``site-index`` (stable across runs), else its node."""
+        index = (self.metrics or {}).get(SITE_INDEX_KEY)
+        if isinstance(index, int) and index >= 0:
+            return f"site-{index:03d}"
+        return f"node-{self.node}"
 
 
 def decode_reply(content: RecordDict) -> SiteReply:
@@ -225,14 +236,17 @@ def weighted_mean(
         total = np.zeros(now.shape)
         weighted = np.zeros(now.shape)
         for row, reply in enumerate(replies):
-            weight = per_reply[row]
-            if key in scaled:
-                weight = weight * reply.records[SCALES_KEY][key]
+            weight = reply_weight(reply, per_reply[row], key, scaled)
             weighted += weight * reply.records[arrays_key][key]
             total += weight
         value = np.divide(weighted, total, out=now.astype(np.float64), where=total > 0)
         mean[key] = value.astype(now.dtype)
     return mean
+
+
+def reply_weight(reply: SiteReply, base, key: str, scaled: Collection[str]):
+    """A reply's weight on ``key`` in `weighted_mean`: ``base``, times its scales if scaled."""
+    return base * reply.records[SCALES_KEY][key] if key in scaled else base
 
 
 def mean_reply(mean: dict[str, np.ndarray], replies: list[SiteReply]) -> Message:

@@ -110,6 +110,11 @@ class FederationSettings:
             so that a site whose data barely move a weight does not pull it as
             hard as one whose data drive it; it replaces the label and modality
             weighting of the trainable arrays. Needs ``adamw`` sites.
+        update_memory: Rounds each site's last update keeps counting in the
+            round's mean, so that each step rests on every site heard from
+            lately, not on the round's cohort alone
+            (`fedcore.federation.update_memory`, which says what it costs);
+            0 or 1: the round's replies only.
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
@@ -151,6 +156,7 @@ class FederationSettings:
     server_ema: float = 0.0
     modality_weighting: bool = True
     gradient_weighting: bool = False
+    update_memory: int = 0
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"
@@ -192,6 +198,7 @@ class FederationSettings:
             "select-round": self.select_round in ROUND_SELECTIONS,
             "site-sampling": self.site_sampling in SITE_SAMPLINGS,
             "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
+            "update-memory": self.update_memory >= 0,
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:

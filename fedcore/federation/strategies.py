@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -41,6 +42,7 @@ from fedcore.federation.array_bytes import array_values
 from fedcore.federation.cohorts import cycle_cohort
 from fedcore.federation.server_moments import MOMENTS_KEY, ServerMoments
 from fedcore.federation.settings import FederationSettings
+from fedcore.federation.update_memory import UpdateMemory
 
 CONTROL_KEY = "scaffold-control"
 CONTROL_DELTA_KEY = "scaffold-control-delta"
@@ -86,6 +88,8 @@ class SiteAware:
             instead of by labels and modalities; None: off.
         sampling: ``random`` (Flower's draw) or ``cycle`` (`cohorts.cycle_cohort`).
         seed: Seed of the ``cycle`` draw.
+        memory_rounds: Rounds a site's last update keeps counting in the mean
+            (``update-memory``, `update_memory`); 0: only the round's replies.
         **kwargs: Passed to the Flower strategy.
     """
 
@@ -99,6 +103,7 @@ class SiteAware:
         gradient_keys: list[str] | None = None,
         sampling: str = "random",
         seed: int = 0,
+        memory_rounds: int = 0,
         **kwargs,
     ) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
@@ -110,6 +115,7 @@ class SiteAware:
         self.gradient_keys = list(gradient_keys or [])
         self.sampling = sampling
         self.seed = seed
+        self.memory = UpdateMemory(memory_rounds) if memory_rounds else None
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
@@ -150,7 +156,11 @@ class SiteAware:
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         """Flower's entry point: decode the successful replies and `aggregate_replies` them."""
-        decoded = [decode_reply(reply.content) for reply in replies if not reply.has_error()]
+        decoded = [
+            replace(decode_reply(reply.content), node=int(reply.metadata.src_node_id))
+            for reply in replies
+            if not reply.has_error()
+        ]
         return self.aggregate_replies(server_round, decoded)
 
     def aggregate_replies(self, server_round: int, replies: list[SiteReply]):
@@ -171,7 +181,10 @@ class SiteAware:
             weights = label_weights(useful, self.round_arrays, self.head_keys, self.n_domains)
             if self.encoder_keys:
                 weights.update(modality_weights(useful, self.encoder_keys))
-        mean = weighted_mean(useful, self.round_arrays, weights, scaled=set(self.gradient_keys))
+        scaled = set(self.gradient_keys)
+        mean = weighted_mean(useful, self.round_arrays, weights, scaled=scaled)
+        if self.memory is not None:
+            mean.update(self.memory.mean(server_round, useful, self.round_arrays, weights, scaled))
         return super().aggregate_train(server_round, [mean_reply(mean, useful)])
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
@@ -184,16 +197,22 @@ class SiteAware:
         return average_present_metrics(valid, WEIGHT_KEY) if valid else None
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Server state beyond the model that a checkpoint must hold: the sites' moments."""
-        if self.moments is None:
-            return {}
-        return {f"moments/{key}": value for key, value in self.moments.state_arrays().items()}
+        """Server state beyond the model that a checkpoint must hold: moments, update memory."""
+        state = {}
+        if self.moments is not None:
+            state.update({f"moments/{k}": v for k, v in self.moments.state_arrays().items()})
+        if self.memory is not None:
+            state.update({f"memory/{k}": v for k, v in self.memory.state_arrays().items()})
+        return state
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `state_arrays` returned; state this strategy does not keep is an error."""
         if self.moments is not None:
             own, arrays = split_state(arrays, "moments/")
             self.moments.load_state_arrays(own)
+        if self.memory is not None:
+            own, arrays = split_state(arrays, "memory/")
+            self.memory.load_state_arrays(own)
         if arrays:
             raise ValueError(f"{type(self).__name__} keeps no such state: {sorted(arrays)[:3]}")
 
@@ -392,6 +411,7 @@ def make_strategy(
         "n_domains": len(settings.domain_list),
         "sampling": settings.site_sampling,
         "seed": settings.seed,
+        "memory_rounds": settings.update_memory,
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": settings.fraction_evaluate,
         "min_train_nodes": settings.min_train_sites,
