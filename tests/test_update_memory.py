@@ -24,11 +24,12 @@ def task_identity():
     set_task_identity()
 
 
-def _fedavg(memory_rounds: int) -> KizashiFedAvg:
+def _fedavg(memory_rounds: int, rule: str = "average") -> KizashiFedAvg:
     return KizashiFedAvg(
         head_keys=HEADS,
         n_domains=N_DOMAINS,
         memory_rounds=memory_rounds,
+        memory_rule=rule,
         min_train_nodes=1,
         min_available_nodes=1,
     )
@@ -67,6 +68,22 @@ def test_sites_absent_from_a_round_count_with_their_last_update():
     assert after_two["heads.bias"][2:] == pytest.approx(after_one["heads.bias"][2:] - 6.0)
     without_memory = _round(_fedavg(0), 2, after_one, [_site_c(10.0)])
     assert without_memory["body"] == pytest.approx([10.0] * 3)
+
+
+def test_the_correction_makes_up_for_who_is_in_the_cohort_from_memory():
+    strategy = _fedavg(5, "correct")
+    after_one = _round(strategy, 1, CURRENT, _two_sites())
+    assert after_one["body"] == pytest.approx([4.0] * 3)  # nothing remembered yet
+    # round 2: A alone, now from 4 to 6 (update 2). The cohort's mean is A's
+    # fresh update; memory adds all sites' remembered mean, (1*1 + 3*5) / 4,
+    # minus the cohort's own remembered mean, A's old update 1.
+    a_again = _reply(_arrays(6.0, [3.0, 3.0, 3.0, 3.0]), 1, [1, 1], 1000)
+    after_two = _round(strategy, 2, after_one, [a_again])
+    assert after_two["body"] == pytest.approx([4.0 + 2.0 + (4.0 - 1.0)] * 3)
+    # a site memory has never heard from gets no correction
+    after_three = _round(strategy, 3, after_two, [_site_c(after_two["body"][0] + 1.0)])
+    assert after_three["body"] == pytest.approx(after_two["body"] + 1.0)
+    assert set(strategy.memory.sites) == {"site-1000", "site-1001", "site-1002"}
 
 
 def test_updates_older_than_the_memory_drop_out():
@@ -128,3 +145,5 @@ def test_memory_state_that_is_not_the_memory_s_is_refused():
         UpdateMemory(2).load_state_arrays({"site-001/velocity/body": np.zeros(3)})
     with pytest.raises(ValueError, match="update-memory"):
         FederationSettings(update_memory=-1)
+    with pytest.raises(ValueError, match="update-memory-rule"):
+        FederationSettings(update_memory_rule="sum")

@@ -115,6 +115,10 @@ class FederationSettings:
             lately, not on the round's cohort alone
             (`fedcore.federation.update_memory`, which says what it costs);
             0 or 1: the round's replies only.
+        update_memory_rule: What the memory does (`fedcore.federation.update_memory`):
+            ``average`` steps with the mean of every remembered update (MIFA);
+            ``correct`` steps with the round's own mean plus the remembered
+            mean of all sites minus that of the round's sites (FedVARP).
         stride_hours: Hours between window starts.
         lookback_hours: Context before each window.
         domains: Comma-separated domain names.
@@ -157,6 +161,7 @@ class FederationSettings:
     modality_weighting: bool = True
     gradient_weighting: bool = False
     update_memory: int = 0
+    update_memory_rule: str = "average"
     stride_hours: int = 6
     lookback_hours: int = 24
     domains: str = "traffic,safety,crowd,disaster"
@@ -199,6 +204,7 @@ class FederationSettings:
             "site-sampling": self.site_sampling in SITE_SAMPLINGS,
             "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
             "update-memory": self.update_memory >= 0,
+            "update-memory-rule": self.update_memory_rule in ("average", "correct"),
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:

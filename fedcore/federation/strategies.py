@@ -104,6 +104,7 @@ class SiteAware:
         sampling: str = "random",
         seed: int = 0,
         memory_rounds: int = 0,
+        memory_rule: str = "average",
         **kwargs,
     ) -> None:
         kwargs.setdefault("evaluate_metrics_aggr_fn", average_present_metrics)
@@ -116,6 +117,7 @@ class SiteAware:
         self.sampling = sampling
         self.seed = seed
         self.memory = UpdateMemory(memory_rounds) if memory_rounds else None
+        self.memory_rule = memory_rule
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
@@ -183,7 +185,13 @@ class SiteAware:
                 weights.update(modality_weights(useful, self.encoder_keys))
         scaled = set(self.gradient_keys)
         mean = weighted_mean(useful, self.round_arrays, weights, scaled=scaled)
-        if self.memory is not None:
+        if self.memory is not None and self.memory_rule == "correct":
+            correction = self.memory.correction(
+                server_round, useful, self.round_arrays, weights, scaled
+            )
+            for key, value in correction.items():
+                mean[key] = (mean[key] + value).astype(mean[key].dtype)
+        elif self.memory is not None:
             mean.update(self.memory.mean(server_round, useful, self.round_arrays, weights, scaled))
         return super().aggregate_train(server_round, [mean_reply(mean, useful)])
 
@@ -412,6 +420,7 @@ def make_strategy(
         "sampling": settings.site_sampling,
         "seed": settings.seed,
         "memory_rounds": settings.update_memory,
+        "memory_rule": settings.update_memory_rule,
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": settings.fraction_evaluate,
         "min_train_nodes": settings.min_train_sites,
