@@ -5,7 +5,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.strategies import KizashiFedAvg, KizashiFedAvgM, make_strategy
+from fedcore.federation.strategies import KizashiFedAvg, make_strategy
 from fedcore.federation.update_memory import UpdateMemory
 from tests.federation_helpers import DirectGrid, set_task_identity
 from tests.test_federation_strategies import (
@@ -117,16 +117,16 @@ def test_gradient_scales_weigh_remembered_updates_per_element():
 
 
 def test_a_resumed_strategy_remembers_what_the_unbroken_one_did():
+    settings = FederationSettings(
+        strategy="fedavgm",
+        server_lr=2.0,
+        update_memory=4,
+        min_train_sites=1,
+        domains="traffic,crowd",
+    )
+
     def fresh():
-        return KizashiFedAvgM(
-            head_keys=HEADS,
-            n_domains=N_DOMAINS,
-            server_lr=2.0,
-            server_momentum=0.0,
-            memory_rounds=4,
-            min_train_nodes=1,
-            min_available_nodes=1,
-        )
+        return make_strategy(settings, HEADS, list(CURRENT))
 
     unbroken = fresh()
     after_one = _round(unbroken, 1, CURRENT, _two_sites())
@@ -147,3 +147,5 @@ def test_memory_state_that_is_not_the_memory_s_is_refused():
         FederationSettings(update_memory=-1)
     with pytest.raises(ValueError, match="update-memory-rule"):
         FederationSettings(update_memory_rule="sum")
+    with pytest.raises(ValueError, match="update-memory-rule"):
+        UpdateMemory(2, "sum")

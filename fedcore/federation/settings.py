@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 ROUND_SELECTIONS = ("best", "last")
 SITE_SAMPLINGS = ("random", "cycle")
+UPDATE_MEMORY_RULES = ("average", "correct")  # see update_memory_rule below
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
 LOCAL_LAYER_KINDS = ("norm", "head")
 SITE_OPTIMISERS = ("adamw", "sgd", "mimelite")  # see site_optimiser below
@@ -204,7 +205,7 @@ class FederationSettings:
             "site-sampling": self.site_sampling in SITE_SAMPLINGS,
             "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
             "update-memory": self.update_memory >= 0,
-            "update-memory-rule": self.update_memory_rule in ("average", "correct"),
+            "update-memory-rule": self.update_memory_rule in UPDATE_MEMORY_RULES,
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:

@@ -116,8 +116,7 @@ class SiteAware:
         self.gradient_keys = list(gradient_keys or [])
         self.sampling = sampling
         self.seed = seed
-        self.memory = UpdateMemory(memory_rounds) if memory_rounds else None
-        self.memory_rule = memory_rule
+        self.memory = UpdateMemory(memory_rounds, memory_rule) if memory_rounds else None
         self.round_arrays: dict[str, np.ndarray] = {}
 
     def configure_train(
@@ -185,14 +184,8 @@ class SiteAware:
                 weights.update(modality_weights(useful, self.encoder_keys))
         scaled = set(self.gradient_keys)
         mean = weighted_mean(useful, self.round_arrays, weights, scaled=scaled)
-        if self.memory is not None and self.memory_rule == "correct":
-            correction = self.memory.correction(
-                server_round, useful, self.round_arrays, weights, scaled
-            )
-            for key, value in correction.items():
-                mean[key] = (mean[key] + value).astype(mean[key].dtype)
-        elif self.memory is not None:
-            mean.update(self.memory.mean(server_round, useful, self.round_arrays, weights, scaled))
+        if self.memory is not None:
+            mean = self.memory.step(server_round, useful, self.round_arrays, mean, weights, scaled)
         return super().aggregate_train(server_round, [mean_reply(mean, useful)])
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedcore.federation.aggregation import SiteReply, reply_weight
+from fedcore.federation.settings import UPDATE_MEMORY_RULES
 
 
 @dataclass
@@ -60,63 +61,58 @@ class Remembered:
 
 
 class UpdateMemory:
-    """Each site's latest weighted update for ``rounds`` rounds (0: off)."""
+    """Each site's latest weighted update for ``rounds`` rounds (0: off), used by ``rule``."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, rounds: int, rule: str = "average") -> None:
         if rounds < 0:
             raise ValueError(f"update-memory must be >= 0 rounds, got {rounds}")
+        if rule not in UPDATE_MEMORY_RULES:
+            raise ValueError(f"update-memory-rule takes {UPDATE_MEMORY_RULES}, got {rule!r}")
         self.rounds = rounds
+        self.rule = rule
         self.sites: dict[str, Remembered] = {}
 
-    def mean(
+    def step(
         self,
         server_round: int,
         replies: list[SiteReply],
         current: dict[str, np.ndarray],
+        cohort_mean: dict[str, np.ndarray],
         weights: dict[str, np.ndarray],
         scaled: Collection[str] = (),
     ) -> dict[str, np.ndarray]:
-        """Fold in the round's replies; per floating array, ``x + sum w d / sum w`` over memory.
+        """The round's mean by the memory's rule, from the cohort's; the replies then remembered.
 
-        ``weights`` and ``scaled`` are what `aggregation.weighted_mean` takes;
-        an element no remembered site weighs keeps its current value. Integer
-        arrays (counters) are left to the cohort's mean and not returned.
+        ``average``: ``x + sum w d / sum w`` over every remembered site, the
+        replies' fresh updates included. ``correct``: the cohort's mean plus the
+        remembered mean of all sites minus that of the cohort's sites, both from
+        what the memory held before this round (none for a cohort it has never
+        heard from). ``weights`` and ``scaled`` are what `aggregation.weighted_mean`
+        took; an element no remembered site weighs gets no step from memory.
+        Integer arrays (counters) keep the cohort's mean.
         """
-        floating = _floating(current)
-        self.remember(server_round, replies, current, weights, scaled)
-        self.forget_before(server_round - self.rounds + 1)
-        return {
-            key: (current[key] + _mean(self.sites.values(), key, current[key].shape)).astype(
-                current[key].dtype
-            )
-            for key in floating
-        }
-
-    def correction(
-        self,
-        server_round: int,
-        replies: list[SiteReply],
-        current: dict[str, np.ndarray],
-        weights: dict[str, np.ndarray],
-        scaled: Collection[str] = (),
-    ) -> dict[str, np.ndarray]:
-        """What to add to the cohort's mean: remembered mean of all sites minus of the cohort's.
-
-        The cohort's own fresh mean stays the step; the correction only makes
-        up for who is in the cohort, from what the memory held before this
-        round (FedVARP, Jhunjhunwala et al., 2022). Over random cohorts it is
-        zero on average, so stale updates are not applied again as a whole.
-        Then the replies replace their sites' memory.
-        """
-        self.forget_before(server_round - self.rounds)
-        cohort = [self.sites[reply.site] for reply in replies if reply.site in self.sites]
-        correction = {}
-        if cohort:
-            for key in _floating(current):
-                shape = current[key].shape
-                correction[key] = _mean(self.sites.values(), key, shape) - _mean(cohort, key, shape)
-        self.remember(server_round, replies, current, weights, scaled)
-        return correction
+        floating = [key for key, now in current.items() if np.issubdtype(now.dtype, np.floating)]
+        if self.rule == "correct":
+            self.forget_before(server_round - self.rounds)
+            before = list(self.sites.values())
+            cohort = [self.sites[reply.site] for reply in replies if reply.site in self.sites]
+            self.remember(server_round, replies, current, weights, scaled, floating)
+            if not cohort:
+                return cohort_mean
+            moved = {
+                key: cohort_mean[key]
+                + _mean(before, key, current[key].shape)
+                - _mean(cohort, key, current[key].shape)
+                for key in floating
+            }
+        else:
+            self.remember(server_round, replies, current, weights, scaled, floating)
+            self.forget_before(server_round - self.rounds + 1)
+            remembered = list(self.sites.values())
+            moved = {
+                key: current[key] + _mean(remembered, key, current[key].shape) for key in floating
+            }
+        return {**cohort_mean, **{key: moved[key].astype(current[key].dtype) for key in moved}}
 
     def remember(
         self,
@@ -124,13 +120,14 @@ class UpdateMemory:
         replies: list[SiteReply],
         current: dict[str, np.ndarray],
         weights: dict[str, np.ndarray],
-        scaled: Collection[str] = (),
+        scaled: Collection[str],
+        keys: list[str],
     ) -> None:
-        """Each reply's ``w * (x_i - x)`` and ``w`` replace what its site had."""
+        """Each reply's ``w * (x_i - x)`` and ``w`` on ``keys`` replace what its site had."""
         examples = np.array([reply.examples for reply in replies])
         for row, reply in enumerate(replies):
             weighted, plain = {}, {}
-            for key in _floating(current):
+            for key in keys:
                 base = weights.get(key, examples)[row]
                 weight = np.asarray(reply_weight(reply, base, key, scaled), dtype=np.float32)
                 update = reply.records["arrays"][key].astype(np.float32) - current[key]
@@ -174,10 +171,6 @@ class UpdateMemory:
             else:
                 raise ValueError(f"update memory holds no array {name!r}")
         self.sites = sites
-
-
-def _floating(current: dict[str, np.ndarray]) -> list[str]:
-    return [key for key, now in current.items() if np.issubdtype(now.dtype, np.floating)]
 
 
 def _mean(sites: Iterable[Remembered], key: str, shape: tuple) -> np.ndarray:
