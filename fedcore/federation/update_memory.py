@@ -21,13 +21,14 @@ model it started from, and ``w_i`` (per element: the weights
   who is in the cohort.
 
 Measured on the 300-site benchmark partition (tiny preset, FedAvgM at server-lr
-2, gradient weighting, 90 sites a round, seed 0), neither helped: ``average``
-with a 4-round cycle learned far more slowly (validation AUPRC 0.089 at round 17
-against 0.177 without memory; stopped there), and ``correct`` ended 72 rounds at
-validation 0.182 and test 0.133, against 0.185 and 0.143 without. The
+2, gradient weighting, 90 sites a round), neither helped. ``average`` with a
+4-round cycle learned far more slowly (validation AUPRC 0.089 at round 17
+against 0.177 without memory, seed 0; stopped there). ``correct`` ended 72
+rounds at validation 0.182 and 0.179, test 0.133 and 0.133 (seeds 0 and 1),
+against 0.185 and 0.185, test 0.143 and 0.136, without memory. The
 round-to-round swings of the validation curve stayed as large, so they come
-from the sites' own noisy updates more than from who is in the cohort. Both stay
-as options, off by default, for federations where sites come and go.
+from the sites' own noisy updates more than from who is in the cohort. Both
+stay as options, off by default, for federations where sites come and go.
 
 Costs and limits:
 - memory: two model-sized arrays per site remembered, on the server and in
