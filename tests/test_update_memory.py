@@ -48,11 +48,14 @@ def _site_c(body: float):
     return _reply(_arrays(body, [3.0, 3.0, 3.0, 3.0]), 2, [2, 0], 1002)
 
 
-def test_one_round_of_memory_is_the_cohort_s_own_mean():
-    plain = _round(_fedavg(0), 1, CURRENT, _two_sites())
-    remembered = _round(_fedavg(1), 1, CURRENT, _two_sites())
-    for key in plain:
-        assert remembered[key] == pytest.approx(plain[key])
+@pytest.mark.parametrize("rule", ["average", "correct"])
+def test_one_round_of_memory_is_the_cohort_s_own_mean(rule):
+    plain, remembered = _fedavg(0), _fedavg(1, rule)
+    for server_round, replies in ((1, _two_sites()), (2, [_two_sites()[0], _site_c(10.0)])):
+        expected = _round(plain, server_round, CURRENT, replies)
+        got = _round(remembered, server_round, CURRENT, replies)
+        for key in expected:
+            assert got[key] == pytest.approx(expected[key])
 
 
 def test_sites_absent_from_a_round_count_with_their_last_update():

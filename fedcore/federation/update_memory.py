@@ -93,8 +93,8 @@ class UpdateMemory:
         Integer arrays (counters) keep the cohort's mean.
         """
         floating = [key for key, now in current.items() if np.issubdtype(now.dtype, np.floating)]
+        self.forget_before(server_round - self.rounds + 1)
         if self.rule == "correct":
-            self.forget_before(server_round - self.rounds)
             before = list(self.sites.values())
             cohort = [self.sites[reply.site] for reply in replies if reply.site in self.sites]
             self.remember(server_round, replies, current, weights, scaled, floating)
@@ -108,7 +108,6 @@ class UpdateMemory:
             }
         else:
             self.remember(server_round, replies, current, weights, scaled, floating)
-            self.forget_before(server_round - self.rounds + 1)
             remembered = list(self.sites.values())
             moved = {
                 key: current[key] + _mean(remembered, key, current[key].shape) for key in floating
