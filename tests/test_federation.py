@@ -11,7 +11,12 @@ from datasets import City
 from datasets.partition_io import read_federation
 from fedcore.federation.client_app import app as client_app
 from fedcore.federation.layers import head_keys, head_row_domains, local_keys, norm_keys
-from fedcore.federation.local_state import LOCAL_LAYERS_KEY, SITE_CONTROL_KEY
+from fedcore.federation.local_state import (
+    LOCAL_LAYERS_KEY,
+    SITE_CONTROL_KEY,
+    SITE_MOMENTS_KEY,
+    apply_site_moments,
+)
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.site_hooks import ScaffoldCorrection, proximal_penalty
 from fedcore.federation.strategies import CONTROL_DELTA_KEY, CONTROL_KEY
@@ -129,6 +134,50 @@ def test_site_optimiser_is_the_run_configs(setup):
     assert adamw > 10 * sgd
     with pytest.raises(ValueError, match="site-optimiser"):
         settings.with_updates(site_optimiser="lion")
+
+
+def test_site_keeps_its_adamw_moments_between_rounds_when_asked(setup):
+    """Kept moments carry the step count on and change the next update; fresh ones do not."""
+    settings, config, model = setup
+    keep = settings.with_updates(keep_site_moments=True, lr_schedule="constant")
+    context = node_context(7, 0)
+    name = f"{SITE_MOMENTS_KEY}@{settings.run_dir}"
+
+    def steps_stored() -> float:
+        stored = context.state[name].to_torch_state_dict()
+        return float(next(v for k, v in stored.items() if k.endswith(":step")))
+
+    first = client_app(_message(keep, config, model), context)
+    examples = int(first.content["metrics"]["num-examples"])
+    steps = keep.site_epochs(examples) * math.ceil(examples / keep.batch_size)
+    assert steps_stored() == steps
+    torch.manual_seed(1)
+    moved = build_model(config)  # next round's global model: other gradients than the first's
+    second = client_app(_message(keep, config, moved), context)
+    assert steps_stored() == 2 * steps
+    fresh = client_app(_message(keep.with_updates(keep_site_moments=False), config, moved), context)
+    assert steps_stored() == 2 * steps  # a fresh round neither reads nor writes them
+    kept, again = (r.content["arrays"].to_torch_state_dict() for r in (second, fresh))
+    assert any(not torch.allclose(kept[key], again[key]) for key in kept)
+    with pytest.raises(ValueError, match="keep-site-moments"):
+        settings.with_updates(keep_site_moments=True, site_optimiser="sgd")
+
+
+def test_stored_moments_that_do_not_fit_the_model_are_refused(setup):
+    settings, _, model = setup
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    key, parameter = named[0]
+    context = node_context(7, 0)
+    wrong = {
+        f"{key}:exp_avg": torch.zeros(parameter.numel() + 1),
+        f"{key}:exp_avg_sq": torch.zeros(parameter.numel() + 1),
+        f"{key}:step": torch.ones(1),
+    }
+    context.state[f"{SITE_MOMENTS_KEY}@run"] = ArrayRecord(wrong)
+    optimiser = torch.optim.AdamW([parameter])
+    with pytest.raises(ValueError, match="stored moments"):
+        apply_site_moments(optimiser, named, context, "run")
+    assert not apply_site_moments(optimiser, named, node_context(7, 0), "run")
 
 
 def test_unlabelled_domain_counts_no_labels(setup):

@@ -23,9 +23,11 @@ from fedcore.federation.aggregation import SCALES_KEY
 from fedcore.federation.layers import local_keys
 from fedcore.federation.local_state import (
     apply_local_layers,
+    apply_site_moments,
     site_control,
     store_local_layers,
     store_site_control,
+    store_site_moments,
 )
 from fedcore.federation.neighbour_exchange import (
     site_sums,
@@ -163,6 +165,9 @@ def train(msg: Message, context: Context) -> Message:
         )
     lr = settings.site_lr(round_number)
     optimiser = site_optimiser(model, lr, settings, msg.content)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if settings.keep_site_moments:
+        apply_site_moments(optimiser, named, context, settings.run_dir)
     if len(indices):
         result = train_epochs(
             model,
@@ -178,6 +183,8 @@ def train(msg: Message, context: Context) -> Message:
         )
         metrics["train-loss"] = float(result["loss"])
     store_local_layers(model, context, keys, settings.run_dir)
+    if settings.keep_site_moments:
+        store_site_moments(optimiser, named, context, settings.run_dir)
     metrics["num-examples"] = int(len(indices))
     metrics["domain-labels"] = labelled_counts(data, indices)
     metrics["modality-samples"] = modality_counts(data, indices)
@@ -185,7 +192,6 @@ def train(msg: Message, context: Context) -> Message:
     if isinstance(optimiser, ServerMomentsAdam):
         content[GRADIENTS_KEY] = optimiser.report()
     if settings.gradient_weighting:
-        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         content[SCALES_KEY] = arrays_from_numpy(adamw_gradient_scales(optimiser, named))
     if correction is not None:
         new_control = correction.next_site_control()

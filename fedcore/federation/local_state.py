@@ -1,4 +1,4 @@
-"""What a site keeps between rounds: its own layers (FedBN, personal heads), SCAFFOLD control.
+"""What a site keeps between rounds: own layers (FedBN, personal heads), SCAFFOLD control, moments.
 
 Everything lives in the node's ``Context.state`` (a RecordDict), which Flower
 keeps per node across rounds, in simulation and on a running SuperNode alike.
@@ -15,6 +15,8 @@ from flwr.app import ArrayRecord, Context
 
 LOCAL_LAYERS_KEY = "local-layers"
 SITE_CONTROL_KEY = "scaffold-site-control"
+SITE_MOMENTS_KEY = "site-moments"
+MOMENT_NAMES = ("exp_avg", "exp_avg_sq", "step")
 
 
 def store_for_run(context: Context, kind: str, scope: str, record: ArrayRecord) -> None:
@@ -67,3 +69,49 @@ def site_control(
 def store_site_control(context: Context, control: dict[str, torch.Tensor], scope: str = "") -> None:
     """Keep ``c_i`` for the site's next round."""
     store_for_run(context, SITE_CONTROL_KEY, scope, ArrayRecord(control))
+
+
+def apply_site_moments(
+    optimiser: torch.optim.Optimizer,
+    named: list[tuple[str, torch.Tensor]],
+    context: Context,
+    scope: str = "",
+) -> bool:
+    """Give a fresh AdamW the site's moments from its last round; False before its first.
+
+    Raises:
+        ValueError: The stored moments do not fit the model's weights.
+    """
+    name = f"{SITE_MOMENTS_KEY}@{scope}"
+    if name not in context.state:
+        return False
+    stored = context.state[name].to_torch_state_dict()
+    for key, parameter in named:
+        moments = {part: stored.get(f"{key}:{part}") for part in MOMENT_NAMES}
+        if any(value is None for value in moments.values()):
+            continue  # a weight the site never stepped: it starts fresh
+        if moments["exp_avg"].shape != parameter.shape:
+            raise ValueError(
+                f"the site's stored moments of {key} have shape {tuple(moments['exp_avg'].shape)}"
+                f", the model's weight {tuple(parameter.shape)}"
+            )
+        moments["step"] = moments["step"].reshape(())
+        optimiser.state[parameter] = moments
+    return True
+
+
+def store_site_moments(
+    optimiser: torch.optim.Optimizer,
+    named: list[tuple[str, torch.Tensor]],
+    context: Context,
+    scope: str = "",
+) -> None:
+    """Keep the AdamW's moments and step counts for the site's next round."""
+    record = {}
+    for key, parameter in named:
+        state = optimiser.state.get(parameter, {})
+        if all(part in state for part in MOMENT_NAMES):
+            for part in MOMENT_NAMES:
+                value = state[part].detach().clone()
+                record[f"{key}:{part}"] = value.reshape(1) if part == "step" else value
+    store_for_run(context, SITE_MOMENTS_KEY, scope, ArrayRecord(record))

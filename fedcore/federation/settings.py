@@ -59,6 +59,10 @@ class FederationSettings:
             (`fedcore.federation.server_moments`), so no site starts from a
             fresh optimiser or follows its own slice's moments.
         site_momentum: Momentum of the ``sgd`` site optimiser.
+        keep_site_moments: An ``adamw`` site keeps its moments (and step count)
+            from its last round instead of starting fresh, so its first steps
+            of a round follow its gradients' size rather than their sign alone
+            (a fresh AdamW's first step is ``lr`` times the sign).
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
             ``constant`` keeps ``lr``.
@@ -140,6 +144,7 @@ class FederationSettings:
     lr: float = 3e-3
     site_optimiser: str = "adamw"
     site_momentum: float = 0.0
+    keep_site_moments: bool = False
     lr_schedule: str = "cosine"
     batch_size: int = 64
     fraction_train: float = 1.0
@@ -204,6 +209,7 @@ class FederationSettings:
             "select-round": self.select_round in ROUND_SELECTIONS,
             "site-sampling": self.site_sampling in SITE_SAMPLINGS,
             "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
+            "keep-site-moments": not self.keep_site_moments or self.site_optimiser == "adamw",
             "update-memory": self.update_memory >= 0,
             "update-memory-rule": self.update_memory_rule in UPDATE_MEMORY_RULES,
         }
