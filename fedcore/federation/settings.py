@@ -62,7 +62,9 @@ class FederationSettings:
         keep_site_moments: An ``adamw`` site keeps its moments (and step count)
             from its last round instead of starting fresh, so its first steps
             of a round follow its gradients' size rather than their sign alone
-            (a fresh AdamW's first step is ``lr`` times the sign).
+            (a fresh AdamW's first step is ``lr`` times the sign). Costs two
+            model-sized arrays per site in its node state (0.57 MB at the tiny
+            preset, 1.2 GB at the 150M one). Measured in the README: no better.
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
             ``constant`` keeps ``lr``.
