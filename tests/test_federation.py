@@ -156,9 +156,13 @@ def test_site_keeps_its_adamw_moments_between_rounds_when_asked(setup):
     second = client_app(_message(keep, config, moved), context)
     assert steps_stored() == 2 * steps
     fresh = client_app(_message(keep.with_updates(keep_site_moments=False), config, moved), context)
-    assert steps_stored() == 2 * steps  # a fresh round neither reads nor writes them
+    assert steps_stored() == 2 * steps  # a fresh round does not write them...
     kept, again = (r.content["arrays"].to_torch_state_dict() for r in (second, fresh))
     assert any(not torch.allclose(kept[key], again[key]) for key in kept)
+    unset = keep.with_updates(keep_site_moments=False)  # ...nor read them
+    alone = client_app(_message(unset, config, moved), node_context(7, 0))
+    bare = alone.content["arrays"].to_torch_state_dict()
+    assert all(torch.equal(bare[key], again[key]) for key in bare)
     with pytest.raises(ValueError, match="keep-site-moments"):
         settings.with_updates(keep_site_moments=True, site_optimiser="sgd")
 
