@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ def train_epochs(
     penalty: Callable[[RiskNet], torch.Tensor] | None = None,
     after_backward: Callable[[RiskNet], None] | None = None,
     after_step: Callable[[RiskNet], None] | None = None,
+    sharpness: float = 0.0,
 ) -> dict[str, float]:
     """Train in place; returns the mean loss and the number of examples.
 
@@ -64,8 +66,10 @@ def train_epochs(
     strategies hook in without a loop of their own: ``penalty`` is added to each
     step's loss (e.g. FedProx's proximal term) and ``after_backward`` may edit the
     gradients before the step (e.g. SCAFFOLD's control-variate correction);
-    ``after_step`` sees the weights after each step (e.g. to average them). The
-    reported loss is the risk loss alone.
+    ``after_step`` sees the weights after each step (e.g. to average them).
+    ``sharpness`` > 0 steps with the gradients at the worst weights that far
+    away (`sharpness_aware_gradients`), at twice the cost of a step. The
+    reported loss is the risk loss alone, at the weights themselves.
     """
     torch.manual_seed(seed)
     model.train()
@@ -75,8 +79,11 @@ def train_epochs(
     for epoch in range(epochs):
         for batch in data.samples.batches(batch_size, indices, seed=seed + epoch):
             optimiser.zero_grad()
-            loss = risk_loss(model(batch, data.graph), batch)
-            (loss + penalty(model) if penalty else loss).backward()
+            loss, minimised = _losses(model, data, batch, penalty)
+            minimised.backward()
+            if sharpness > 0:
+                again = partial(_minimised, model, data, batch, penalty)
+                sharpness_aware_gradients(model, again, sharpness)
             if after_backward:
                 after_backward(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -86,6 +93,48 @@ def train_epochs(
             total += loss.item() * len(batch["district"])
             seen += len(batch["district"])
     return {"loss": total / max(seen, 1), "num-examples": float(len(indices))}
+
+
+def _losses(
+    model: RiskNet, data: SiteData, batch: dict, penalty: Callable[[RiskNet], torch.Tensor] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's risk loss, and what a step minimises (the loss plus any penalty)."""
+    loss = risk_loss(model(batch, data.graph), batch)
+    return loss, (loss + penalty(model) if penalty else loss)
+
+
+def _minimised(
+    model: RiskNet, data: SiteData, batch: dict, penalty: Callable[[RiskNet], torch.Tensor] | None
+) -> torch.Tensor:
+    return _losses(model, data, batch, penalty)[1]
+
+
+def sharpness_aware_gradients(
+    model: RiskNet, objective: Callable[[], torch.Tensor], radius: float
+) -> None:
+    """Replace the gradients with those at the worst weights within ``radius`` (SAM).
+
+    Sharpness-aware minimisation (Foret et al., 2021) moves the weights up
+    their gradient by ``radius`` (in the norm over all weights), takes the
+    gradient of ``objective`` there, and moves them back, so the step favours
+    flat minima. Federated sites that fit their own slice closely settle in
+    sharp minima whose average generalises worse than centralised training;
+    SAM at the sites is FedSAM (Caldarola et al., 2022). The gradients must
+    hold those of ``objective`` at the current weights.
+    """
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters]))
+    if not torch.isfinite(norm) or norm == 0:
+        return
+    with torch.no_grad():
+        originals = [p.detach().clone() for p in parameters]
+        for parameter in parameters:
+            parameter.add_(parameter.grad, alpha=float(radius / norm))
+    model.zero_grad()
+    objective().backward()
+    with torch.no_grad():
+        for parameter, original in zip(parameters, originals, strict=True):
+            parameter.copy_(original)
 
 
 @torch.no_grad()

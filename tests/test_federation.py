@@ -167,6 +167,22 @@ def test_site_keeps_its_adamw_moments_between_rounds_when_asked(setup):
         settings.with_updates(keep_site_moments=True, site_optimiser="sgd")
 
 
+def test_a_site_with_a_sam_radius_steps_otherwise(setup):
+    settings, config, model = setup
+
+    def trained(radius: float) -> dict:
+        site = settings.with_updates(sam_radius=radius)
+        reply = client_app(_message(site, config, model), node_context(7, 0))
+        assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+        return reply.content["arrays"].to_torch_state_dict()
+
+    plain, again, sam = trained(0.0), trained(0.0), trained(0.05)
+    assert all(torch.equal(plain[key], again[key]) for key in plain)
+    assert any(not torch.allclose(plain[key], sam[key]) for key in plain)
+    with pytest.raises(ValueError, match="sam-radius"):
+        settings.with_updates(sam_radius=-0.1)
+
+
 def test_stored_moments_that_do_not_fit_the_model_are_refused(setup):
     settings, _, model = setup
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]

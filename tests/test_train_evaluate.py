@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from datasets.synthetic import make_city_and_oracle
 from fedcore.model import build_model
 from fedcore.site_data import DataSettings, prepare_site_data
-from fedcore.training import evaluate, train_epochs
+from fedcore.training import evaluate, sharpness_aware_gradients, train_epochs
 from pipelines.cli import app
 from pipelines.evaluate import GBM, VARIANTS, run_evaluation
 from pipelines.jobs import evaluation_table
@@ -52,6 +52,43 @@ def test_the_kept_model_is_the_moving_average_of_the_weights(world):
     best = max(record["auprc-macro"] for record in history)
     kept = evaluate(averaged, data, data.split["validation"])["auprc-macro"]
     assert kept == pytest.approx(best)
+
+
+def test_sharpness_aware_gradients_are_those_up_the_slope_and_the_weights_stay():
+    """SAM's gradient is the objective's at w + r g/|g|; the weights end where they began."""
+    model = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+    start = model.weight.detach().clone()
+
+    def objective():
+        return (model.weight**4).sum() / 4  # gradient w**3
+
+    objective().backward()
+    slope = start**3
+    sharpness_aware_gradients(model, objective, radius=0.1)
+    assert torch.equal(model.weight.detach(), start)
+    expected = (start + 0.1 * slope / slope.norm()) ** 3
+    assert torch.allclose(model.weight.grad, expected)
+    assert not torch.allclose(model.weight.grad, slope)
+    model.weight.grad.zero_()  # no slope, nowhere to climb: the gradients are left alone
+    sharpness_aware_gradients(model, objective, radius=0.1)
+    assert torch.equal(model.weight.grad, torch.zeros_like(start))
+
+
+def test_training_with_a_sharpness_radius_takes_other_steps(world):
+    _, _, settings, data = world
+    config = model_config("tiny", data, list(settings.domains))
+    trained = {}
+    for radius in (0.0, 0.0, 0.05):
+        torch.manual_seed(0)
+        model = build_model(config)
+        train_epochs(model, data, data.split["train"], 1, 1e-3, 16, 0, sharpness=radius)
+        trained.setdefault(radius, []).append(model.state_dict())
+    plain, again = trained[0.0]
+    assert all(torch.equal(plain[key], again[key]) for key in plain)
+    (sam,) = trained[0.05]
+    assert any(not torch.allclose(plain[key], sam[key]) for key in plain)
 
 
 def test_every_optimiser_step_is_seen_after_it(world):

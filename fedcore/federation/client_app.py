@@ -180,6 +180,7 @@ def train(msg: Message, context: Context) -> Message:
             seed=settings.seed * 1000 + round_number * 7 + max(site_number(site_id), 0),
             penalty=penalty,
             after_backward=correction,
+            sharpness=settings.sam_radius,
         )
         metrics["train-loss"] = float(result["loss"])
     store_local_layers(model, context, keys, settings.run_dir)

@@ -65,6 +65,11 @@ class FederationSettings:
             (a fresh AdamW's first step is ``lr`` times the sign). Costs two
             model-sized arrays per site in its node state (0.57 MB at the tiny
             preset, 1.2 GB at the 150M one). Measured in the README: no better.
+        sam_radius: Sites step with the gradients at the worst weights this far
+            away (sharpness-aware minimisation: FedSAM,
+            `fedcore.training.sharpness_aware_gradients`), so the sites' models
+            sit in flat minima, whose average generalises better; 0 (off) steps
+            as usual. Doubles a site's compute.
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
             ``constant`` keeps ``lr``.
@@ -147,6 +152,7 @@ class FederationSettings:
     site_optimiser: str = "adamw"
     site_momentum: float = 0.0
     keep_site_moments: bool = False
+    sam_radius: float = 0.0
     lr_schedule: str = "cosine"
     batch_size: int = 64
     fraction_train: float = 1.0
@@ -208,6 +214,7 @@ class FederationSettings:
             "lr-schedule": self.lr_schedule in ("cosine", "constant"),
             "site-optimiser": self.site_optimiser in SITE_OPTIMISERS,
             "site-momentum": 0 <= self.site_momentum < 1,
+            "sam-radius": self.sam_radius >= 0,
             "select-round": self.select_round in ROUND_SELECTIONS,
             "site-sampling": self.site_sampling in SITE_SAMPLINGS,
             "gradient-weighting": not self.gradient_weighting or self.site_optimiser == "adamw",
