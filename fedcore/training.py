@@ -117,12 +117,14 @@ def sharpness_aware_gradients(
     Sharpness-aware minimisation (Foret et al., 2021) moves the weights up
     their gradient by ``radius`` (in the norm over all weights), takes the
     gradient of ``objective`` there, and moves them back, so the step favours
-    flat minima. Federated sites that fit their own slice closely settle in
-    sharp minima whose average generalises worse than centralised training;
-    SAM at the sites is FedSAM (Caldarola et al., 2022). The gradients must
-    hold those of ``objective`` at the current weights.
+    flat minima. FedSAM (Caldarola et al., 2022) does this at the sites, whose
+    averaged models would otherwise generalise worse than centralised
+    training's. The gradients must hold those of ``objective`` at the current
+    weights; without any, nothing changes.
     """
     parameters = [p for p in model.parameters() if p.grad is not None]
+    if not parameters:
+        return
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters]))
     if not torch.isfinite(norm) or norm == 0:
         return

@@ -74,6 +74,9 @@ def test_sharpness_aware_gradients_are_those_up_the_slope_and_the_weights_stay()
     model.weight.grad.zero_()  # no slope, nowhere to climb: the gradients are left alone
     sharpness_aware_gradients(model, objective, radius=0.1)
     assert torch.equal(model.weight.grad, torch.zeros_like(start))
+    model.weight.grad = None  # no gradients at all: nothing to do
+    sharpness_aware_gradients(model, objective, radius=0.1)
+    assert model.weight.grad is None
 
 
 def test_training_with_a_sharpness_radius_takes_other_steps(world):

@@ -67,9 +67,10 @@ class FederationSettings:
             preset, 1.2 GB at the 150M one). Measured in the README: no better.
         sam_radius: Sites step with the gradients at the worst weights this far
             away (sharpness-aware minimisation: FedSAM,
-            `fedcore.training.sharpness_aware_gradients`), so the sites' models
-            sit in flat minima, whose average generalises better; 0 (off) steps
-            as usual. Doubles a site's compute.
+            `fedcore.training.sharpness_aware_gradients`), seeking flat site
+            minima, whose average should generalise better; 0 (off) steps as
+            usual. Doubles a site's compute. Measured in the README: no better
+            at 0.05.
         lr_schedule: ``cosine`` decays the site learning rate over the rounds to
             0, as the central trainer does over its epochs (`site_lr`);
             ``constant`` keeps ``lr``.
