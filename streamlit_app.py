@@ -14,5 +14,7 @@ PAGES = [
     st.Page("app/pages/runs.py", title="Runs", icon=":material/compare:"),
 ]
 
-st.set_page_config(page_title="Kizashi", layout="wide")
+# An emoji favicon is drawn in the browser; without one, Streamlit fetches the
+# default page's :material: icon from Google (tests/test_browser.py checks none is).
+st.set_page_config(page_title="Kizashi", page_icon="🗺️", layout="wide")
 st.navigation(PAGES).run()

@@ -132,7 +132,9 @@ def test_build_risk_deck_json(fake_runs: Path) -> None:
     view = spec["initialViewState"]
     assert view["longitude"] == pytest.approx(139.70) and view["latitude"] == pytest.approx(35.68)
     assert 10 < view["zoom"] < 18
-    assert spec.get("mapStyle") is None and spec.get("mapProvider") is None
+    # pydeck's placeholder, which Streamlit reads as "no basemap"; None would make
+    # Streamlit fetch Carto's basemap in the browser (tests/test_browser.py checks).
+    assert spec.get("mapStyle") == "__MAP_STYLE__" and spec.get("mapProvider") is None
 
 
 def test_page_renders_latest_run(fake_runs: Path) -> None:

@@ -249,6 +249,11 @@ def test_every_page_in_a_real_browser(served_app, tmp_path) -> None:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(60_000)
+        # The app runs offline and must not call out (a basemap, an icon font):
+        # a planner's browser would otherwise tell third parties what it shows.
+        outside = []
+        local = (base, "blob:", "data:")
+        page.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
 
         # The risk map: map canvas, then the domain and the time window switched.
         # Not "networkidle": a blob request of the map can stay open for good,
@@ -289,6 +294,8 @@ def test_every_page_in_a_real_browser(served_app, tmp_path) -> None:
         wait_for_query(page, "domain=safety")
 
         browser.close()
+
+    assert outside == []
 
     assert sorted(p.name for p in shots.iterdir()) == [
         "district.png",

@@ -318,12 +318,16 @@ def district_layer(drawn: gpd.GeoDataFrame, layer_id: str, **options) -> pdk.Lay
 def district_deck(
     layers: list[pdk.Layer], frame: gpd.GeoDataFrame, tooltip_html: str, height_px: int = 560
 ) -> pdk.Deck:
-    """A map of ``layers`` fitted to ``frame``'s districts, without a basemap (none offline)."""
+    """A map of ``layers`` fitted to ``frame``'s districts, without a basemap (none offline).
+
+    pydeck's default ``map_style`` is kept on purpose: with no provider it is a
+    placeholder that Streamlit reads as "no basemap", where ``map_style=None``
+    makes Streamlit fetch Carto's basemap in every planner's browser.
+    """
     return pdk.Deck(
         layers=layers,
         initial_view_state=view_state_for(frame, height_px=height_px),
         map_provider=None,
-        map_style=None,
         tooltip={"html": tooltip_html, "style": {"fontSize": "13px"}},
     )
 
@@ -346,7 +350,7 @@ def build_risk_deck(
 
     Returns:
         A `pydeck.Deck` with a pickable ``GeoJsonLayer`` (id ``risk-districts``),
-        no basemap (``map_provider=None``, ``map_style=None``) and a tooltip with
+        no basemap (`district_deck`) and a tooltip with
         district name, domain title, probability in percent and level label.
     """
     drawn = frame[_LAYER_COLUMNS].copy()
