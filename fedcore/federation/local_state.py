@@ -32,14 +32,20 @@ def store_for_run(context: Context, kind: str, scope: str, record: ArrayRecord) 
     context.state[f"{kind}@{scope}"] = record
 
 
+def stored_for_run(context: Context, kind: str, scope: str) -> ArrayRecord | None:
+    """The node's ``kind`` kept for run ``scope`` (`store_for_run`); None before it is."""
+    name = f"{kind}@{scope}"
+    return context.state[name] if name in context.state else None
+
+
 def apply_local_layers(
     model: torch.nn.Module, context: Context, keys: list[str], scope: str = ""
 ) -> bool:
     """Put the site's own copies of ``keys`` into the model; False on the first round."""
-    name = f"{LOCAL_LAYERS_KEY}@{scope}"
-    if not keys or name not in context.state:
+    record = stored_for_run(context, LOCAL_LAYERS_KEY, scope)
+    if not keys or record is None:
         return False
-    stored = context.state[name].to_torch_state_dict()
+    stored = record.to_torch_state_dict()
     missing = set(keys) - set(stored)
     if missing:
         raise ValueError(f"the site's stored layers lack {sorted(missing)[:3]}")
@@ -60,9 +66,9 @@ def site_control(
     context: Context, like: dict[str, torch.Tensor], scope: str = ""
 ) -> dict[str, torch.Tensor]:
     """The site's SCAFFOLD control ``c_i`` (zeros before its first round)."""
-    name = f"{SITE_CONTROL_KEY}@{scope}"
-    if name in context.state:
-        return context.state[name].to_torch_state_dict()
+    record = stored_for_run(context, SITE_CONTROL_KEY, scope)
+    if record is not None:
+        return record.to_torch_state_dict()
     return {key: torch.zeros_like(value) for key, value in like.items()}
 
 
@@ -82,10 +88,10 @@ def apply_site_moments(
     Raises:
         ValueError: The stored moments do not fit the model's weights.
     """
-    name = f"{SITE_MOMENTS_KEY}@{scope}"
-    if name not in context.state:
+    record = stored_for_run(context, SITE_MOMENTS_KEY, scope)
+    if record is None:
         return False
-    stored = context.state[name].to_torch_state_dict()
+    stored = record.to_torch_state_dict()
     for key, parameter in named:
         moments = {part: stored.get(f"{key}:{part}") for part in MOMENT_NAMES}
         if any(value is None for value in moments.values()):

@@ -36,7 +36,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from datasets.partition import SiteInfo
 from datasets.samples import neighbour_context, neighbour_sums
-from fedcore.federation.local_state import store_for_run
+from fedcore.federation.local_state import store_for_run, stored_for_run
 from fedcore.federation.site_order import SiteDirectory, error_text
 from fedcore.federation.task import arrays_from_numpy
 from fedcore.run_log import append_metrics
@@ -157,10 +157,10 @@ def store_totals(context: Context, totals: dict[str, np.ndarray], scope: str) ->
 
 def stored_totals(context: Context, scope: str) -> dict[str, np.ndarray] | None:
     """The totals the site got in run ``scope``; None before (or without) an exchange."""
-    name = f"{TOTALS_KEY}@{scope}"
-    if name not in context.state:
+    record = stored_for_run(context, TOTALS_KEY, scope)
+    if record is None:
         return None
-    return {key: array.numpy() for key, array in context.state[name].items()}
+    return {key: array.numpy() for key, array in record.items()}
 
 
 def exchange_neighbours(
