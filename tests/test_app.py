@@ -317,6 +317,26 @@ def test_map_coordinates_are_rounded_to_about_a_metre():
     assert abs(ring[0][0] - 139.1235) < 0.01 and abs(ring[0][1] - 35.1) < 0.01
 
 
+def test_map_geometry_is_drawn_once_per_set_of_districts():
+    import geopandas as gpd
+    from shapely.affinity import translate
+    from shapely.geometry import Polygon
+
+    from app.components.risk_map import district_features, drawn_geometries
+
+    square = Polygon([(139.0, 35.0), (139.01, 35.0), (139.01, 35.01), (139.0, 35.01)])
+    drawn = gpd.GeoDataFrame({"name": ["a"], "risk": [0.1]}, geometry=[square], crs="EPSG:4326")
+    first = district_features(drawn)["features"][0]
+    hits = drawn_geometries.cache_info().hits
+    again = district_features(drawn.assign(risk=[0.9]))["features"][0]
+    assert drawn_geometries.cache_info().hits == hits + 1
+    assert again["properties"]["risk"] == 0.9 and again["geometry"] == first["geometry"]
+    moved = drawn.set_geometry([translate(square, xoff=0.5)], crs="EPSG:4326")
+    shifted = district_features(moved)["features"][0]["geometry"]["coordinates"][0]
+    assert min(x for x, _ in shifted) > 139.4  # new districts, new shapes: nothing stale
+    assert district_features(drawn.set_crs(None, allow_override=True))["features"][0]["geometry"]
+
+
 def test_map_borders_are_gaps_between_inset_districts():
     import geopandas as gpd
     from shapely.geometry import Polygon, shape
