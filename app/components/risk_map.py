@@ -310,12 +310,13 @@ def district_features(drawn: gpd.GeoDataFrame) -> dict:
 
 @lru_cache(maxsize=8)
 def drawn_geometries(wkb: tuple[bytes | None, ...], crs: str) -> tuple[dict | None, ...]:
-    """GeoJSON geometries of the districts (WKB in ``crs``, as WKT), inset and rounded.
+    """The districts' geometries, inset and rounded, as GeoJSON geometry objects.
 
-    Insetting and writing them took 0.2 s of every render of every map of 1,000
-    districts (0.05 s with this cache), while the districts change only with the
-    city: the result is kept per set of geometries, shared between maps, so
-    callers must not change it.
+    ``wkb`` holds one geometry each and ``crs`` is their CRS as WKT ("" for none).
+    Insetting and writing them was most of the 0.2 s each map of 1,000 districts
+    took to build on every render (0.04 s with this cache), though the districts
+    change only with the city: the result is kept per set of geometries and shared
+    between maps, so callers must not change it.
     """
     geometry = gpd.GeoSeries(shapely.from_wkb(list(wkb)), crs=crs or None)
     features = json.loads(inset_districts(geometry).to_json(drop_id=True))["features"]
