@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +10,8 @@ from torch_geometric.data import Data
 
 from datasets import neighbour_width
 from fedcore.model import ModelConfig, build_model, count_parameters, load_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_batch(size=4, channels=6, text_dim=384, frame=16, districts=5):
@@ -187,3 +194,18 @@ def test_image_encoders_see_frames_standardised(encoder):
     grey = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1).expand(2, 3, 16, 16)
     image(grey.contiguous())
     assert torch.allclose(seen[0], torch.zeros_like(seen[0]), atol=1e-6)
+
+
+def test_building_a_model_leaves_no_generated_source_in_the_temp_folder(tmp_path):
+    """PyG writes GCNConv's generated propagate to the temp folder; we delete it."""
+    script = (
+        "import torch\n"
+        "from fedcore.model import ModelConfig, build_model\n"
+        "from tests.test_model import fake_batch, fake_graph\n"
+        "model = build_model(ModelConfig.preset_config('tiny')).eval()\n"
+        "out = model(fake_batch(), fake_graph())\n"
+        "assert torch.isfinite(out['logits']).all()\n"
+    )
+    environment = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=environment, cwd=ROOT)
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

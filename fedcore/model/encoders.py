@@ -9,6 +9,7 @@ from torch import nn
 from torch_geometric.nn import GCNConv
 
 from datasets.samples import series_summary
+from fedcore.model.generated_sources import remove_generated_sources
 
 
 class FrameStandardiser(nn.Module):
@@ -223,6 +224,7 @@ class GraphEncoder(nn.Module):
         super().__init__()
         self.inp = nn.Linear(n_static, dim)
         self.convs = nn.ModuleList(GCNConv(dim, dim) for _ in range(layers))
+        remove_generated_sources()  # GCNConv's first build leaves its source in /tmp
         self.norm = nn.LayerNorm(dim)
 
     def forward(
