@@ -21,6 +21,10 @@ Every row is scored on the pooled data's test windows ("test") and on each
 site's own view of them ("sites": its own data, plus the exchanged neighbour
 context where the federation had it); both are divided by the centralised row's.
 
+For each federated row it also says where the row loses against the centralised
+model: its test AUPRC with the district, time or local part of its logits
+replaced by the centralised model's (`fedcore.shortfall`).
+
 It also measures the simulation's overhead per round: wall time of the training
 phase ÷ (Σ site CPU seconds of training ÷ cores), over warm rounds (round 1
 includes starting Ray), and the peak RSS of the process tree. Sites count CPU
@@ -59,6 +63,7 @@ from fedcore.federation.task import (
 )
 from fedcore.metrics import macro_auprc_ratio_interval
 from fedcore.model import ModelConfig, load_model
+from fedcore.shortfall import PARTS, shortfall_by_part
 from fedcore.training import evaluate, predict
 from pipelines.cities import CitySource, obtain_city
 from pipelines.federate import parse_overrides, round_line
@@ -170,17 +175,36 @@ def probabilities_on_test(model, data) -> np.ndarray:
     return predict(model, data, data.split["test"])["probability"]
 
 
-def ratio_interval(model, data, reference: np.ndarray) -> list[float]:
-    """90% interval of the model's test macro AUPRC over the reference's (day blocks).
+def ratio_interval(data, reference: np.ndarray, candidate: np.ndarray) -> list[float]:
+    """90% interval of the candidate's test macro AUPRC over the reference's (day blocks).
 
+    Both are probabilities on the pooled test windows (`probabilities_on_test`).
     See `fedcore.metrics.macro_auprc_ratio_interval`: with the default
     benchmark's 12 test days it spans several points.
     """
     counts = data.samples.targets[data.split["test"]]
-    low, high = macro_auprc_ratio_interval(
-        counts, reference, probabilities_on_test(model, data), days_of_test_windows(data)
-    )
+    low, high = macro_auprc_ratio_interval(counts, reference, candidate, days_of_test_windows(data))
     return [low, high]
+
+
+def shortfall_on_test(
+    data, reference: np.ndarray, candidate: np.ndarray, domains: list[str]
+) -> dict:
+    """Where the candidate loses against the reference on the test windows.
+
+    Its AUPRC with its district, time or local part of the logits replaced by
+    the reference's (`fedcore.shortfall.shortfall_by_part`).
+    """
+    test = data.split["test"]
+    samples = data.samples
+    return shortfall_by_part(
+        samples.targets[test],
+        reference,
+        candidate,
+        samples.district[test],
+        samples.window[test],
+        domains,
+    )
 
 
 def run_centralised(
@@ -286,11 +310,15 @@ def run_federated(
         rounds = [line for line in lines if line["kind"] == "round"]
         kept = [line for line in lines if line["kind"] == "model"][-1]
         model = load_model(run_dir / "model")
+        candidate = probabilities_on_test(model, pooled)
         rows.append(
             {
                 "method": method,
                 "test": _scores(model, pooled, "test"),
-                "x_centralised_interval": ratio_interval(model, pooled, reference),
+                "x_centralised_interval": ratio_interval(pooled, reference, candidate),
+                "shortfall": shortfall_on_test(
+                    pooled, reference, candidate, list(model.config.domains)
+                ),
                 "test_sites": site_view_scores(model, sites),
                 "validation": _scores(model, pooled, "validation"),
                 "rounds": len(rounds),
@@ -496,8 +524,32 @@ def domain_table(result: dict) -> Table:
     return table
 
 
+def shortfall_table(result: dict) -> Table:
+    """Each federated row's test macro AUPRC with one part of its logits the centralised model's.
+
+    The part that lifts a row to the centralised score is where it loses
+    (`fedcore.shortfall`).
+    """
+    table = Table(
+        title="Where each federated row loses: test macro AUPRC with one part of its logits "
+        "from the centralised model",
+        caption="district: which districts are riskier; time: when the whole city is; "
+        "local: this district at this time (fedcore/shortfall.py)",
+    )
+    columns = ["candidate", *(f"with reference {part}" for part in PARTS), "reference"]
+    table.add_column("method")
+    for name in ("own", *(f"central's {part}" for part in PARTS), "central"):
+        table.add_column(name, justify="right")
+    for row in result["rows"]:
+        if "shortfall" in row:
+            scores = [row["shortfall"][name].get("auprc-macro") for name in columns]
+            table.add_row(row["method"], *("-" if v is None else f"{v:.3f}" for v in scores))
+    return table
+
+
 def print_benchmark(result: dict) -> None:
     """The tables on stdout."""
     console = Console(width=160)
     console.print(benchmark_table(result))
     console.print(domain_table(result))
+    console.print(shortfall_table(result))

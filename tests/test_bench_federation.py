@@ -24,6 +24,7 @@ from pipelines.bench_federation import (
     ratio_interval,
     round_overhead,
     run_federation_benchmark,
+    shortfall_table,
     summarise,
 )
 from pipelines.cities import CitySource
@@ -92,6 +93,23 @@ def test_domain_table_shows_each_rows_auprc_per_domain():
     assert cells[2] == ["0.200", "-", "0.050"]
 
 
+def test_shortfall_table_shows_each_federated_row_with_each_part_from_the_centralised_model():
+    parts = {
+        "candidate": {"auprc-macro": 0.40},
+        "with reference district": {"auprc-macro": 0.41},
+        "with reference time": {"auprc-macro": 0.39},
+        "with reference local": {"auprc-macro": 0.49},
+        "reference": {"auprc-macro": 0.50},
+    }
+    central = {"method": "central", "test": {"auprc-macro": 0.5}}
+    fed = {"method": "fedavg", "test": {"auprc-macro": 0.4}, "shortfall": parts}
+    table = shortfall_table({"rows": [central, fed]})
+    assert table.row_count == 1
+    assert [next(iter(column.cells)) for column in table.columns] == [
+        "fedavg", "0.400", "0.410", "0.390", "0.490", "0.500",
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path):
     options = FederationBenchOptions(
@@ -127,6 +145,12 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
     assert 0 < saved["simulation"]["peak_rss_gb"] < 8
     assert saved["sites_without_training"] == []  # 5 sites over the tiny city's districts
     assert benchmark_table(result).row_count == domain_table(result).row_count == 5
+    for row in saved["rows"][1:4]:  # where each federated row loses, part by part
+        shortfall = row["shortfall"]
+        central = saved["rows"][0]["test"]["auprc-macro"]
+        assert shortfall["reference"]["auprc-macro"] == pytest.approx(central)
+        assert shortfall["candidate"]["auprc-macro"] == pytest.approx(row["test"]["auprc-macro"])
+    assert shortfall_table(result).row_count == 3
     fedavg_lines = (bench_dir / "fed-fedavg" / "metrics.jsonl").read_text().splitlines()
     (exchange,) = [json.loads(x) for x in fedavg_lines if '"neighbour-exchange"' in x]
     assert exchange["contributed"] == exchange["stored"] == 5 and exchange["failures"] == []
@@ -185,7 +209,7 @@ def test_the_ratio_interval_draws_test_days_and_a_model_matches_itself(tiny_city
     assert len(set(days.tolist())) == len(set(starts.date))
     model = build_model(model_config("tiny", data, list(DataSettings().domains)))
     itself = probabilities_on_test(model, data)
-    assert ratio_interval(model, data, itself) == pytest.approx([1.0, 1.0])
+    assert ratio_interval(data, itself, itself) == pytest.approx([1.0, 1.0])
     assert interval_text([0.9123, 1.0561]) == "0.91-1.06"
     assert interval_text([math.nan, math.nan]) == interval_text(None) == "-"
 
