@@ -17,9 +17,10 @@ import typer
 
 from datasets.synthetic import make_city_and_oracle
 from pipelines.bench_report import report_benchmark
+from pipelines.defaults import BENCH_DAYS, BENCH_DISTRICTS
 
 
-def bench_city(n_districts: int = 400, days: int = 60, seed: int = 0) -> dict:
+def bench_city(n_districts: int = BENCH_DISTRICTS, days: int = BENCH_DAYS, seed: int = 0) -> dict:
     """Time building and saving one synthetic city; peak memory of this process."""
     started = time.perf_counter()
     city, oracle = make_city_and_oracle(n_districts=n_districts, days=days, seed=seed)
@@ -44,8 +45,8 @@ def bench_city(n_districts: int = 400, days: int = 60, seed: int = 0) -> dict:
 
 
 def main(
-    districts: int = 400,
-    days: int = 60,
+    districts: int = BENCH_DISTRICTS,
+    days: int = BENCH_DAYS,
     out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("runs/bench/city.json"),
 ) -> None:
     """Print and save the benchmark."""

@@ -66,6 +66,7 @@ from fedcore.model import ModelConfig, load_model
 from fedcore.shortfall import PARTS, shortfall_by_part
 from fedcore.training import evaluate, predict
 from pipelines.cities import CitySource, obtain_city
+from pipelines.defaults import BENCH_DAYS, BENCH_DISTRICTS
 from pipelines.federate import parse_overrides, round_line
 from pipelines.local_only import run_local_only
 from pipelines.partition_commands import idle_sites_line, summarize_federation, untrained_sites
@@ -119,7 +120,7 @@ class FederationBenchOptions:
             at 300 sites it did not lift the federated models' test AUPRC.
     """
 
-    city: CitySource = CitySource()
+    city: CitySource = CitySource(n_districts=BENCH_DISTRICTS, days=BENCH_DAYS)
     n_sites: int = 300
     alpha: float | None = 0.1
     quantity_skew: float = 1.0

@@ -25,6 +25,7 @@ from datasets import City, make_city
 from datasets.partition import PartitionSpec, partition_city
 from datasets.partition_io import write_federation
 from pipelines.bench_report import report_benchmark
+from pipelines.defaults import BENCH_DAYS, BENCH_DISTRICTS
 
 BENCH_SPEC = PartitionSpec(
     n_sites=300,
@@ -34,7 +35,7 @@ BENCH_SPEC = PartitionSpec(
     share_coarse=0.1,
     seed=0,
 )
-CITY_SIZE = {"n_districts": 400, "days": 60, "seed": 0}
+CITY_SIZE = {"n_districts": BENCH_DISTRICTS, "days": BENCH_DAYS, "seed": 0}
 TARGET_SECONDS = 30.0
 
 

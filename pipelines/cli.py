@@ -14,7 +14,14 @@ import typer
 from rich.console import Console
 
 from pipelines.city_commands import city_app
-from pipelines.defaults import DEFAULT_DAYS, DEFAULT_DISTRICTS, DEMO_LOCAL_EPOCHS, DEMO_ROUNDS
+from pipelines.defaults import (
+    BENCH_DAYS,
+    BENCH_DISTRICTS,
+    DEFAULT_DAYS,
+    DEFAULT_DISTRICTS,
+    DEMO_LOCAL_EPOCHS,
+    DEMO_ROUNDS,
+)
 from pipelines.guard import guarded
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kizashi: early signs of risk.")
@@ -194,8 +201,8 @@ def federate(
 def benchmark_federation(
     runs_dir: RunsDir = Path("runs"),
     city: CityDir = None,
-    districts: Districts = 400,
-    days: Days = 60,
+    districts: Districts = BENCH_DISTRICTS,
+    days: Days = BENCH_DAYS,
     sites: Annotated[int, typer.Option(help="Edge sites.")] = 300,
     alpha: Annotated[float, typer.Option(help="Dirichlet label skew (0: none).")] = 0.1,
     quantity_skew: Annotated[float, typer.Option(help="Lognormal sigma of site sizes.")] = 1.0,

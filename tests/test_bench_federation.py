@@ -225,3 +225,16 @@ def test_every_federated_method_keeps_the_round_the_benchmark_names(tmp_path):
     with pytest.raises(ValueError, match="select-round"):
         run_federation_benchmark(bad, tmp_path / "runs", progress=lambda line: None)
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_the_benchmark_city_is_the_same_from_the_cli_and_from_python(monkeypatch, tmp_path):
+    given = []
+
+    def record(options, runs_dir, progress):
+        given.append(options.city)
+        raise ValueError("stop before training")
+
+    monkeypatch.setattr(bench_federation, "run_federation_benchmark", record)
+    CliRunner().invoke(app, ["benchmark", "federation", "--runs-dir", str(tmp_path)])
+    assert given == [FederationBenchOptions().city]
+    assert (given[0].n_districts, given[0].days) == (400, 60)  # 300 sites hold 1+ districts each
