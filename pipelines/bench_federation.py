@@ -22,7 +22,7 @@ site's own view of them ("sites": its own data, plus the exchanged neighbour
 context where the federation had it); both are divided by the centralised row's.
 
 For each federated row it also says where the row loses against the centralised
-model: its test AUPRC with the district, time or local part of its logits
+model: its validation and test AUPRC with the district, time or local part of its logits
 replaced by the centralised model's (`fedcore.shortfall`).
 
 It also measures the simulation's overhead per round: wall time of the training
@@ -77,6 +77,7 @@ from pipelines.train import TrainOptions, train_centralised
 
 Progress = Callable[[str], None]
 BASELINES = ("fedavg", "fedprox")
+SPLITS = ("validation", "test")
 # Our best measured method at 300 sites (README, "Federation"): FedAvgM with a
 # doubled step and no momentum, gradient-weighted means, 30% of sites a round.
 BEST_OF_OURS = "fedavgm:server-lr=2:server-momentum=0:gradient-weighting=true:fraction-train=0.3"
@@ -176,6 +177,11 @@ def probabilities_on_test(model, data) -> np.ndarray:
     return predict(model, data, data.split["test"])["probability"]
 
 
+def held_out_probabilities(model, data) -> dict[str, np.ndarray]:
+    """A model's event probabilities on the pooled validation and test windows."""
+    return {split: predict(model, data, data.split[split])["probability"] for split in SPLITS}
+
+
 def ratio_interval(data, reference: np.ndarray, candidate: np.ndarray) -> list[float]:
     """90% interval of the candidate's test macro AUPRC over the reference's (day blocks).
 
@@ -188,24 +194,26 @@ def ratio_interval(data, reference: np.ndarray, candidate: np.ndarray) -> list[f
     return [low, high]
 
 
-def shortfall_on_test(
-    data, reference: np.ndarray, candidate: np.ndarray, domains: list[str]
-) -> dict:
-    """Where the candidate loses against the reference on the test windows.
+def shortfall(data, reference: dict, candidate: dict, domains: list[str]) -> dict:
+    """Where the candidate loses against the reference, on validation and on test windows.
 
     Its AUPRC with its district, time or local part of the logits replaced by
-    the reference's (`fedcore.shortfall.shortfall_by_part`).
+    the reference's (`fedcore.shortfall.shortfall_by_part`); both models'
+    probabilities by split (`held_out_probabilities`). Validation has about as
+    many windows as test, and the two together say which finding holds.
     """
-    test = data.split["test"]
     samples = data.samples
-    return shortfall_by_part(
-        samples.targets[test],
-        reference,
-        candidate,
-        samples.district[test],
-        samples.window[test],
-        domains,
-    )
+    return {
+        split: shortfall_by_part(
+            samples.targets[data.split[split]],
+            reference[split],
+            candidate[split],
+            samples.district[data.split[split]],
+            samples.window[data.split[split]],
+            domains,
+        )
+        for split in SPLITS
+    }
 
 
 def run_centralised(
@@ -214,15 +222,16 @@ def run_centralised(
     options: FederationBenchOptions,
     sites: list,
     method: str = "centralised (sites' data pooled)",
-) -> tuple[dict, np.ndarray]:
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Train on ``data`` with early stopping; test scores (city and sites' view) and time.
 
     Single-threaded, as every site trains: on a busy machine two torch threads
     contending for cores ran 10 steps in 88 s instead of 4 s.
 
     Returns:
-        The row, and the model's probabilities on the pooled test windows (the
-        reference of every other row's interval, `ratio_interval`).
+        The row, and the model's probabilities on the pooled validation and
+        test windows (the reference of every other row's interval,
+        `ratio_interval`, and `shortfall`).
     """
     torch.set_num_threads(1)
     began = time.perf_counter()
@@ -236,7 +245,7 @@ def run_centralised(
         "epochs": len(history),
         "wall_s": time.perf_counter() - began,
     }
-    return row, probabilities_on_test(model, data)
+    return row, held_out_probabilities(model, data)
 
 
 def central_line(row: dict) -> str:
@@ -274,12 +283,13 @@ def run_federated(
     cores: int,
     bench_dir: Path,
     progress: Progress,
-    reference: np.ndarray,
+    reference: dict[str, np.ndarray],
 ) -> tuple[list[dict], dict]:
     """Every method in one simulation; their rows and the simulation's peak memory.
 
-    ``reference``: the centralised model's test probabilities, against which
-    each row gets its ``x_centralised_interval`` (`ratio_interval`).
+    ``reference``: the centralised model's validation and test probabilities,
+    against which each row gets its ``x_centralised_interval`` (`ratio_interval`)
+    and its ``shortfall``.
     """
     runs = [
         method_settings(base, method).with_updates(
@@ -311,15 +321,15 @@ def run_federated(
         rounds = [line for line in lines if line["kind"] == "round"]
         kept = [line for line in lines if line["kind"] == "model"][-1]
         model = load_model(run_dir / "model")
-        candidate = probabilities_on_test(model, pooled)
+        candidate = held_out_probabilities(model, pooled)
         rows.append(
             {
                 "method": method,
                 "test": _scores(model, pooled, "test"),
-                "x_centralised_interval": ratio_interval(pooled, reference, candidate),
-                "shortfall": shortfall_on_test(
-                    pooled, reference, candidate, list(model.config.domains)
+                "x_centralised_interval": ratio_interval(
+                    pooled, reference["test"], candidate["test"]
                 ),
+                "shortfall": shortfall(pooled, reference, candidate, list(model.config.domains)),
                 "test_sites": site_view_scores(model, sites),
                 "validation": _scores(model, pooled, "validation"),
                 "rounds": len(rounds),
@@ -526,25 +536,27 @@ def domain_table(result: dict) -> Table:
 
 
 def shortfall_table(result: dict) -> Table:
-    """Each federated row's test macro AUPRC with one part of its logits the centralised model's.
+    """Each federated row's macro AUPRC with one part of its logits the centralised model's.
 
     The part that lifts a row to the centralised score is where it loses
     (`fedcore.shortfall`).
     """
     table = Table(
-        title="Where each federated row loses: test macro AUPRC with one part of its logits "
+        title="Where each federated row loses: macro AUPRC with one part of its logits "
         "from the centralised model",
         caption="district: which districts are riskier; time: when the whole city is; "
         "local: this district at this time (fedcore/shortfall.py)",
     )
     columns = ["candidate", *(f"with reference {part}" for part in PARTS), "reference"]
     table.add_column("method")
+    table.add_column("windows")
     for name in ("own", *(f"central's {part}" for part in PARTS), "central"):
         table.add_column(name, justify="right")
     for row in result["rows"]:
-        if "shortfall" in row:
-            scores = [row["shortfall"][name].get("auprc-macro") for name in columns]
-            table.add_row(row["method"], *("-" if v is None else f"{v:.3f}" for v in scores))
+        for split, parts in row.get("shortfall", {}).items():
+            scores = [parts[name].get("auprc-macro") for name in columns]
+            cells = ("-" if value is None else f"{value:.3f}" for value in scores)
+            table.add_row(row["method"], split, *cells)
     return table
 
 

@@ -102,11 +102,11 @@ def test_shortfall_table_shows_each_federated_row_with_each_part_from_the_centra
         "reference": {"auprc-macro": 0.50},
     }
     central = {"method": "central", "test": {"auprc-macro": 0.5}}
-    fed = {"method": "fedavg", "test": {"auprc-macro": 0.4}, "shortfall": parts}
+    fed = {"method": "fedavg", "test": {"auprc-macro": 0.4}, "shortfall": {"test": parts}}
     table = shortfall_table({"rows": [central, fed]})
     assert table.row_count == 1
     assert [next(iter(column.cells)) for column in table.columns] == [
-        "fedavg", "0.400", "0.410", "0.390", "0.490", "0.500",
+        "fedavg", "test", "0.400", "0.410", "0.390", "0.490", "0.500",
     ]  # fmt: skip
 
 
@@ -146,11 +146,12 @@ def test_benchmark_runs_every_method_on_a_tiny_partition(tiny_city_dir, tmp_path
     assert saved["sites_without_training"] == []  # 5 sites over the tiny city's districts
     assert benchmark_table(result).row_count == domain_table(result).row_count == 5
     for row in saved["rows"][1:4]:  # where each federated row loses, part by part
-        shortfall = row["shortfall"]
-        central = saved["rows"][0]["test"]["auprc-macro"]
-        assert shortfall["reference"]["auprc-macro"] == pytest.approx(central)
-        assert shortfall["candidate"]["auprc-macro"] == pytest.approx(row["test"]["auprc-macro"])
-    assert shortfall_table(result).row_count == 3
+        for split in ("validation", "test"):
+            parts = row["shortfall"][split]
+            central = saved["rows"][0][split]["auprc-macro"]
+            assert parts["reference"]["auprc-macro"] == pytest.approx(central)
+            assert parts["candidate"]["auprc-macro"] == pytest.approx(row[split]["auprc-macro"])
+    assert shortfall_table(result).row_count == 6  # 3 federated rows x (validation, test)
     fedavg_lines = (bench_dir / "fed-fedavg" / "metrics.jsonl").read_text().splitlines()
     (exchange,) = [json.loads(x) for x in fedavg_lines if '"neighbour-exchange"' in x]
     assert exchange["contributed"] == exchange["stored"] == 5 and exchange["failures"] == []

@@ -19,14 +19,9 @@ _PREFIX = "torch_geometric."
 _removed: set[str] = set()
 
 
-def remove_generated_sources() -> list[Path]:
-    """Delete the temp-folder source files of the PyG modules this process generated.
-
-    Returns:
-        The files deleted by this call (each is deleted once per process).
-    """
+def remove_generated_sources() -> None:
+    """Delete the temp-folder source files of the PyG modules this process generated (once each)."""
     temp = Path(tempfile.gettempdir()).resolve()
-    deleted = []
     for name, module in list(sys.modules.items()):
         source = getattr(module, "__file__", None) if name.startswith(_PREFIX) else None
         if not source or source in _removed:
@@ -35,5 +30,3 @@ def remove_generated_sources() -> list[Path]:
         if path.parent.resolve() == temp:
             _removed.add(source)
             path.unlink(missing_ok=True)
-            deleted.append(path)
-    return deleted
