@@ -23,6 +23,7 @@ over), so a swap changes that part alone.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit, logit
 
 from fedcore.metrics import risk_metrics
 
@@ -44,8 +45,7 @@ def logit_parts(
         ``district``, ``time``, ``local`` ``(n, D)`` and ``mean`` ``(1, D)``, whose
         sum is the logits.
     """
-    clipped = np.clip(probabilities.astype(np.float64), _EDGE, 1 - _EDGE)
-    logits = np.log(clipped) - np.log1p(-clipped)
+    logits = logit(np.clip(probabilities.astype(np.float64), _EDGE, 1 - _EDGE))
     mean = logits.mean(axis=0, keepdims=True) if len(logits) else np.zeros((1, logits.shape[1]))
     by_district = _group_means(logits, district) - mean
     by_window = _group_means(logits, window) - mean
@@ -89,7 +89,7 @@ def shortfall_by_part(
     rows = {"candidate": candidate, "reference": reference}
     for swapped in PARTS:
         logits = mine["mean"] + sum((theirs if part == swapped else mine)[part] for part in PARTS)
-        rows[f"with reference {swapped}"] = 1 / (1 + np.exp(-logits))
+        rows[f"with reference {swapped}"] = expit(logits)
     return {
         name: {
             key: value

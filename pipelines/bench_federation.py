@@ -172,11 +172,6 @@ def days_of_test_windows(data) -> np.ndarray:
     return (starts.normalize() - starts.normalize().min()).days.to_numpy()
 
 
-def probabilities_on_test(model, data) -> np.ndarray:
-    """A model's event probabilities on the pooled data's test windows."""
-    return predict(model, data, data.split["test"])["probability"]
-
-
 def held_out_probabilities(model, data) -> dict[str, np.ndarray]:
     """A model's event probabilities on the pooled validation and test windows."""
     return {split: predict(model, data, data.split[split])["probability"] for split in SPLITS}
@@ -185,7 +180,7 @@ def held_out_probabilities(model, data) -> dict[str, np.ndarray]:
 def ratio_interval(data, reference: np.ndarray, candidate: np.ndarray) -> list[float]:
     """90% interval of the candidate's test macro AUPRC over the reference's (day blocks).
 
-    Both are probabilities on the pooled test windows (`probabilities_on_test`).
+    Both are probabilities on the pooled test windows (`held_out_probabilities`).
     See `fedcore.metrics.macro_auprc_ratio_interval`: with the default
     benchmark's 12 test days it spans several points.
     """

@@ -18,9 +18,9 @@ from pipelines.bench_federation import (
     days_of_test_windows,
     domain_table,
     federation_base,
+    held_out_probabilities,
     interval_text,
     method_settings,
-    probabilities_on_test,
     ratio_interval,
     round_overhead,
     run_federation_benchmark,
@@ -209,7 +209,7 @@ def test_the_ratio_interval_draws_test_days_and_a_model_matches_itself(tiny_city
     assert len(days) == len(data.split["test"]) and days.min() == 0
     assert len(set(days.tolist())) == len(set(starts.date))
     model = build_model(model_config("tiny", data, list(DataSettings().domains)))
-    itself = probabilities_on_test(model, data)
+    itself = held_out_probabilities(model, data)["test"]
     assert ratio_interval(data, itself, itself) == pytest.approx([1.0, 1.0])
     assert interval_text([0.9123, 1.0561]) == "0.91-1.06"
     assert interval_text([math.nan, math.nan]) == interval_text(None) == "-"
