@@ -54,6 +54,7 @@ from fedcore.federation.task import (
     model_from_arrays,
     site_folders,
     site_number,
+    site_threads,
 )
 from fedcore.model import ModelConfig, RiskNet
 from fedcore.site_data import SiteData
@@ -146,7 +147,7 @@ def site_optimiser(
 @_tagged
 def train(msg: Message, context: Context) -> Message:
     """Score the received model on the site's validation windows, then train on its own."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(site_threads(dict(context.node_config)))
     started = time.process_time()
     settings, site_id, data, model, keys = _open(msg, context)
     round_number = int(msg.content["config"].get("server-round", 0))
@@ -211,7 +212,7 @@ def train(msg: Message, context: Context) -> Message:
 @_tagged
 def evaluate_site(msg: Message, context: Context) -> Message:
     """Score the global model (with the site's own layers) on the site's validation windows."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(site_threads(dict(context.node_config)))
     _, site_id, data, model, _ = _open(msg, context)
     metrics = validation_metrics(model, data)
     metrics["num-examples"] = metrics.pop("val-num-examples")

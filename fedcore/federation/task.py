@@ -67,6 +67,21 @@ def site_folders(node_config: dict, partitions_dir: str) -> tuple[Path, Path]:
     return root / "sites" / ids[index], root / "public"
 
 
+def site_threads(node_config: dict) -> int:
+    """Torch threads a site trains with: its node config's ``threads``, else 1.
+
+    A simulation packs one site per core, so one thread each; a deployed site
+    owns its machine and says how many of its cores the federation may use.
+
+    Raises:
+        ValueError: ``threads`` is not a whole number of at least 1.
+    """
+    value = node_config.get("threads", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"the node config's threads must be a whole number >= 1, got {value!r}")
+    return value
+
+
 def site_number(site_id: str) -> int:
     """The number in ``site-007`` (metrics carry numbers only); -1 if it has none."""
     found = re.search(r"(\d+)$", site_id)
