@@ -270,6 +270,57 @@ def benchmark_federation(
     console.print(f"[green]done[/green]: {run_dir}/benchmark.json")
 
 
+@app.command("join")
+def join_command(
+    superlink: Annotated[str, typer.Argument(help="The federation's SuperLink, host:port.")],
+    site_dir: Annotated[Path, typer.Option("--site-dir", help="This site's folder.")],
+    public_dir: Annotated[
+        Path | None,
+        typer.Option("--public-dir", help="The federation's public layer [site-dir/../../public]."),
+    ] = None,
+    root_certificates: Annotated[
+        Path | None,
+        typer.Option(help="PEM root certificate(s) the SuperLink's TLS certificate chains to."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Plain HTTP, no TLS: for test set-ups on one machine.")
+    ] = False,
+    auth_key: Annotated[
+        Path | None, typer.Option(help="This site's private key, for node authentication.")
+    ] = None,
+    trusted_entities: Annotated[
+        Path | None, typer.Option(help="YAML of public keys whose signed apps this site runs.")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads the site trains with.")] = 1,
+    port: Annotated[int, typer.Option(help="Local port of the SuperNode's runtime API.")] = 9094,
+    unlabelled_domains: Annotated[
+        str, typer.Option(help="Domains this site does not record, comma-separated.")
+    ] = "",
+    flwr_home: Annotated[
+        Path | None, typer.Option(help="Flower's state folder for this node [FLWR_HOME].")
+    ] = None,
+) -> None:
+    """Join a federation: check this site's folder, then run a Flower SuperNode on it."""
+    from pipelines.join import JoinError, JoinOptions, join
+
+    options = JoinOptions(
+        superlink=superlink,
+        site_dir=site_dir,
+        public_dir=public_dir,
+        root_certificates=root_certificates,
+        insecure=insecure,
+        auth_key=auth_key,
+        trusted_entities=trusted_entities,
+        threads=threads,
+        port=port,
+        unlabelled_domains=tuple(
+            name.strip() for name in unlabelled_domains.split(",") if name.strip()
+        ),
+        flwr_home=flwr_home,
+    )
+    guarded(lambda: join(options, say=typer.echo), also=(JoinError, ValueError))
+
+
 @app.command()
 def serve(runs_dir: RunsDir = Path("runs"), port: int = 8501) -> None:
     """Serve the app over the runs folder on 127.0.0.1."""

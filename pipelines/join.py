@@ -1,0 +1,230 @@
+"""A partner's site joins a federation: check its folder, then run a Flower SuperNode on it.
+
+``kizashi join`` is the one command a partner runs. It reads the site folder the
+way training will (so a broken file is named before anything connects), says
+what the site holds, writes the SuperNode's node config and hands over to
+Flower's ``flower-supernode``. This project's ClientApp sends the server model
+updates and the metrics `fedcore.federation.client_app` reports, plus, in runs
+that turn on neighbour exchange, sums over the site's districts
+(`fedcore.federation.neighbour_exchange`); no record, frame or reading leaves.
+The code a site runs comes from the SuperLink, though, which is why a partner
+may want ``--trusted-entities``.
+
+Safe by default:
+- TLS: the SuperNode verifies the SuperLink's certificate against the
+  partner's ``--root-certificates``; plain HTTP needs an explicit ``--insecure``.
+- ``--auth-key`` signs the node in with its private key, for SuperLinks that
+  admit only listed sites; ``--trusted-entities`` runs only apps signed by keys
+  the partner trusts.
+- Flower installs no Python packages the server's app asks for: the SuperNode
+  runs without ``--allow-runtime-dependency-installation``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets.partition_io import read_site_info
+from fedcore.federation.layers import MODALITY_ENCODERS
+from fedcore.federation.settings import FederationSettings
+from fedcore.federation.task import (
+    data_settings,
+    load_partition_site,
+    modality_counts,
+    site_folders,
+    site_threads,
+)
+
+SUPERNODE = "flower-supernode"
+
+
+class JoinError(ValueError):
+    """The join command cannot start as asked (a missing certificate, a bad option)."""
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    """How a site joins.
+
+    Attributes:
+        superlink: The federation's SuperLink as ``host:port``.
+        site_dir: The site's folder (``site.json``, sensors, frames, records).
+        public_dir: The federation's public layer; by default
+            ``<site-dir>/../../public``, where `write_federation` puts it.
+        root_certificates: PEM root certificate(s) that the SuperLink's TLS
+            certificate must chain to.
+        insecure: Connect over plain HTTP (test set-ups on one machine only).
+        auth_key: The site's private key, for SuperLinks with node authentication.
+        trusted_entities: Flower's YAML of public keys whose signed apps this
+            site runs.
+        threads: CPU threads the site trains with.
+        port: Local port of the SuperNode's runtime API (one per node on a host).
+        unlabelled_domains: Domains this partner does not record.
+        flwr_home: Flower's state folder for this node (``FLWR_HOME``); Flower's
+            default when None.
+    """
+
+    superlink: str
+    site_dir: Path
+    public_dir: Path | None = None
+    root_certificates: Path | None = None
+    insecure: bool = False
+    auth_key: Path | None = None
+    trusted_entities: Path | None = None
+    threads: int = 1
+    port: int = 9094
+    unlabelled_domains: tuple[str, ...] = field(default_factory=tuple)
+    flwr_home: Path | None = None
+
+    def node_config(self) -> dict:
+        """What the ClientApp reads from the node (`fedcore.federation.task`)."""
+        config: dict = {"site-dir": str(self.site_dir.resolve()), "threads": self.threads}
+        if self.public_dir is not None:
+            config["public-dir"] = str(self.public_dir.resolve())
+        if self.unlabelled_domains:
+            config["unlabelled-domains"] = ",".join(self.unlabelled_domains)
+        return config
+
+    def check(self) -> None:
+        """Refuse options that cannot work or would connect unsafely by accident.
+
+        Raises:
+            JoinError: The problem, in one line.
+        """
+        host, _, port = self.superlink.rpartition(":")
+        if not host or not port.isdigit():
+            raise JoinError(f"the SuperLink must be given as host:port, got {self.superlink!r}")
+        if self.insecure and self.root_certificates is not None:
+            raise JoinError("--insecure and --root-certificates contradict each other")
+        if not self.insecure and self.root_certificates is None:
+            raise JoinError(
+                "give the SuperLink's --root-certificates (PEM) to connect over TLS, "
+                "or --insecure for plain HTTP on a test set-up"
+            )
+        for flag, path in (
+            ("--root-certificates", self.root_certificates),
+            ("--auth-key", self.auth_key),
+            ("--trusted-entities", self.trusted_entities),
+        ):
+            if path is not None and not path.is_file():
+                raise JoinError(f"{flag} {path}: no such file")
+        try:
+            site_threads({"threads": self.threads})
+        except ValueError as error:
+            raise JoinError(str(error)) from None
+        if not 0 < self.port < 65536:
+            raise JoinError(f"--port must be a TCP port, got {self.port}")
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    """What a site brings, as training will see it."""
+
+    site_id: str
+    districts: int
+    windows: dict[str, int]
+    labelled: dict[str, int]
+    modalities: dict[str, int]
+
+    def lines(self) -> list[str]:
+        """The summary a partner reads before the node connects."""
+        windows = ", ".join(f"{split} {count}" for split, count in self.windows.items())
+        labelled = ", ".join(f"{name} {count}" for name, count in self.labelled.items())
+        present = ", ".join(f"{name} {count}" for name, count in self.modalities.items())
+        return [
+            f"site {self.site_id}: {self.districts} districts; windows: {windows}",
+            f"training windows with labels: {labelled}",
+            f"training windows with images/reports: {present}",
+        ]
+
+
+def summarise_site(options: JoinOptions) -> SiteSummary:
+    """Read the site folder as its ClientApp will, with the federation's default cut.
+
+    Raises:
+        CityDataError: A file of the site or the public layer breaks a rule (named).
+        ValueError: The site names districts the public layer lacks, or unknown domains.
+    """
+    site_dir, public_dir = site_folders(options.node_config(), partitions_dir="")
+    read_site_info(site_dir)  # a folder that is no site is named before the public layer
+    settings = data_settings(FederationSettings())
+    site_id, data = load_partition_site(
+        str(site_dir), str(public_dir), settings, tuple(options.unlabelled_domains)
+    )
+    train = data.split["train"]
+    labelled = data.samples.target_mask[train].sum(axis=0)
+    present = modality_counts(data, train)
+    return SiteSummary(
+        site_id=site_id,
+        districts=len(set(data.samples.district.tolist())),
+        windows={name: len(indices) for name, indices in data.split.items()},
+        labelled={name: int(count) for name, count in zip(settings.domains, labelled, strict=True)},
+        modalities=dict(zip(MODALITY_ENCODERS, present, strict=True)),
+    )
+
+
+def write_node_config(options: JoinOptions, folder: Path) -> Path:
+    """The node config as a TOML file, which Flower reads whole (any path survives quoting).
+
+    One file per runtime port, replaced atomically, so sites sharing a Flower
+    home keep theirs apart and a rejoin leaves no stale copy.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"node-config-{options.port}.toml"
+    lines = [f"{key} = {json.dumps(value)}" for key, value in options.node_config().items()]
+    handle, staging = tempfile.mkstemp(prefix=path.name, dir=folder)
+    with os.fdopen(handle, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    os.replace(staging, path)
+    return path
+
+
+def supernode_command(options: JoinOptions, node_config: Path) -> list[str]:
+    """``flower-supernode`` with this site's connection, node config and safety flags."""
+    beside = Path(sys.executable).parent / SUPERNODE
+    program = str(beside) if beside.exists() else (shutil.which(SUPERNODE) or SUPERNODE)
+    command = [program, "--superlink", options.superlink, "--node-config", str(node_config)]
+    if options.insecure:
+        command.append("--insecure")
+    else:
+        command += ["--root-certificates", str(options.root_certificates)]
+    if options.auth_key is not None:
+        command += ["--auth-supernode-private-key", str(options.auth_key)]
+    if options.trusted_entities is not None:
+        command += ["--trusted-entities", str(options.trusted_entities)]
+    return command + ["--port", str(options.port)]
+
+
+def join(
+    options: JoinOptions,
+    say: Callable[[str], None] = print,
+    launch: Callable[[list[str], dict], None] | None = None,
+) -> None:
+    """Check the options and the site, then replace this process with the SuperNode.
+
+    Args:
+        options: How the site joins.
+        say: Where the site's summary goes.
+        launch: Runs the command with the environment; by default ``os.execvpe``,
+            so the SuperNode gets this process's signals (Ctrl-C ends it).
+
+    Raises:
+        JoinError: An option is wrong or unsafe by accident.
+        CityDataError: The site folder or public layer is broken (named file and rule).
+    """
+    options.check()
+    summary = summarise_site(options)
+    for line in summary.lines():
+        say(line)
+    home = options.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
+    command = supernode_command(options, write_node_config(options, home / "kizashi"))
+    env = {**os.environ, "FLWR_HOME": str(home)}
+    say(f"joining {options.superlink} as {summary.site_id} ({options.threads} threads)")
+    (launch or (lambda argv, environ: os.execvpe(argv[0], argv, environ)))(command, env)
