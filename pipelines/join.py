@@ -226,5 +226,6 @@ def join(
     home = options.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
     command = supernode_command(options, write_node_config(options, home / "kizashi"))
     env = {**os.environ, "FLWR_HOME": str(home)}
-    say(f"joining {options.superlink} as {summary.site_id} ({options.threads} threads)")
+    threads = f"{options.threads} thread{'' if options.threads == 1 else 's'}"
+    say(f"joining {options.superlink} as {summary.site_id} ({threads})")
     (launch or (lambda argv, environ: os.execvpe(argv[0], argv, environ)))(command, env)

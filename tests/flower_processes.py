@@ -73,12 +73,16 @@ def wait_for_port(port: int, seconds: float) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
 
 
-def flower_home(folder: Path, name: str, port: int) -> dict[str, str]:
-    """An environment whose ``flwr`` knows one SuperLink, ``name``, on 127.0.0.1:``port``."""
+def flower_home(folder: Path, name: str, port: int, ca: Path | None = None) -> dict[str, str]:
+    """An environment whose ``flwr`` knows one SuperLink, ``name``, on 127.0.0.1:``port``.
+
+    Over TLS checked against ``ca`` when given, else plain HTTP.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    security = f'root-certificates = "{ca}"' if ca else "insecure = true"
     (folder / "config.toml").write_text(
         f'[superlink]\ndefault = "{name}"\n\n'
-        f'[superlink.{name}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+        f'[superlink.{name}]\naddress = "127.0.0.1:{port}"\n{security}\n'
     )
     return {
         **os.environ,
@@ -91,18 +95,25 @@ def flower_home(folder: Path, name: str, port: int) -> dict[str, str]:
 
 
 @contextmanager
-def running_superlink(folder: Path, name: str, simulation: bool) -> Iterator[tuple[dict, int]]:
+def running_superlink(
+    folder: Path, name: str, simulation: bool, tls: dict[str, Path] | None = None
+) -> Iterator[tuple[dict, int]]:
     """A SuperLink on a free 127.0.0.1 port, never installing dependencies; ended on exit.
+
+    Args:
+        folder: Where its Flower home, state and log go.
+        name: What ``flwr`` calls it.
+        simulation: Flower's simulation runtime instead of deployment.
+        tls: `tls_files` to serve HTTPS with; plain HTTP when None.
 
     Yields:
         The environment for ``flwr`` (its FLWR_HOME knows the SuperLink as
         ``name``) and the port, on which the Control and Fleet APIs both listen.
     """
     port = free_port()
-    env = flower_home(folder / "flwr-home", name, port)
+    env = flower_home(folder / "flwr-home", name, port, tls["ca"] if tls else None)
     command = [
         "flower-superlink",
-        "--insecure",
         "--disable-runtime-dependency-installation",
         "--host",
         "127.0.0.1",
@@ -111,6 +122,11 @@ def running_superlink(folder: Path, name: str, simulation: bool) -> Iterator[tup
         "--database",
         str(folder / "superlink-state.db"),
     ]
+    if tls:
+        command += ["--ssl-ca-certfile", str(tls["ca"]), "--ssl-certfile", str(tls["certificate"])]
+        command += ["--ssl-keyfile", str(tls["key"])]
+    else:
+        command.append("--insecure")
     if simulation:
         command.append("--simulation")
     log = (folder / "superlink.log").open("w")
@@ -122,3 +138,71 @@ def running_superlink(folder: Path, name: str, simulation: bool) -> Iterator[tup
         end_process_tree(process.pid)
         process.wait(timeout=30)
         log.close()
+
+
+def tls_files(folder: Path) -> dict[str, Path]:
+    """A throwaway certificate authority and a certificate for 127.0.0.1 it signed.
+
+    Returns:
+        ``ca`` (the root certificate a site trusts), ``certificate`` and ``key``
+        (the SuperLink's), as PEM files in ``folder``.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def signed(subject, public_key, issuer, issuer_key, extensions):
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = signed(
+        name("kizashi test CA"),
+        ca_key.public_key(),
+        name("kizashi test CA"),
+        ca_key,
+        [(x509.BasicConstraints(ca=True, path_length=None), True)],
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    address = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    certificate = signed(
+        name("127.0.0.1"),
+        key.public_key(),
+        ca.subject,
+        ca_key,
+        [(x509.BasicConstraints(ca=False, path_length=None), True), (address, False)],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "ca": folder / "ca.pem",
+        "certificate": folder / "server.pem",
+        "key": folder / "server.key",
+    }
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["certificate"].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files

@@ -1,14 +1,17 @@
 """Flower's deployment runtime: three sites run ``kizashi join``, the operator ``flwr run``.
 
-A deployment SuperLink (no ``--simulation``) on a free 127.0.0.1 port; three
-sites each start ``kizashi join`` on their own folder, with their own Flower
-home and runtime port, as partners on three machines would; ``flwr run`` then
-federates 2 rounds over them. Every process is ended afterwards. About 4
-minutes on 2 busy cores: Flower starts a fresh ClientApp process, which imports
-torch, for every message.
+A deployment SuperLink (no ``--simulation``) serving HTTPS with a throwaway
+certificate authority's certificate on a free 127.0.0.1 port; three sites each
+start ``kizashi join`` on their own folder with that authority's root
+certificate, their own Flower home and runtime port, as partners on three
+machines would; ``flwr run`` then federates 2 rounds over them. Every process
+is ended afterwards. About 5 minutes on 2 busy cores: Flower starts a fresh
+ClientApp process, which imports torch, for every message.
 """
 
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +19,30 @@ from pathlib import Path
 import pytest
 
 from tests.federation_helpers import tiny_partitions
-from tests.flower_processes import end_process_tree, free_port, running_superlink
+from tests.flower_processes import end_process_tree, free_port, running_superlink, tls_files
 
 __all__ = ["tiny_partitions"]
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("site-000", "site-001", "site-002")
 
 
+def _assert_speaks_tls_with(port: int, ca: Path) -> None:
+    """The SuperLink's certificate chains to ``ca`` and to nothing a machine trusts by default."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ssl.create_default_context(cafile=str(ca)).wrap_socket(
+            raw, server_hostname="127.0.0.1"
+        ) as wrapped:
+            assert wrapped.version() is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+
 @pytest.mark.slow
 def test_sites_join_a_deployment_superlink_and_federate(tiny_partitions, tiny_city_dir, tmp_path):
-    with running_superlink(tmp_path, "deploytest", simulation=False) as (env, port):
+    tls = tls_files(tmp_path / "tls")
+    with running_superlink(tmp_path, "deploytest", simulation=False, tls=tls) as (env, port):
+        _assert_speaks_tls_with(port, tls["ca"])
         env = {**env, "PYTHONPATH": str(ROOT)}  # the checkout under test, not another install
         nodes = []
         for site in SITES:
@@ -37,7 +54,8 @@ def test_sites_join_a_deployment_superlink_and_federate(tiny_partitions, tiny_ci
                 f"127.0.0.1:{port}",
                 "--site-dir",
                 str(tiny_partitions / "sites" / site),
-                "--insecure",
+                "--root-certificates",
+                str(tls["ca"]),
                 "--port",
                 str(free_port()),
                 "--flwr-home",
