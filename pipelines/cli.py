@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedcore.federation.settings import comma_list
 from pipelines.city_commands import city_app
 from pipelines.defaults import (
     BENCH_DAYS,
@@ -254,8 +255,7 @@ def benchmark_federation(
         local_epochs=local_epochs,
         local_steps=local_steps,
         preset=preset,
-        ours=tuple(name.strip() for name in ours.split(",") if name.strip())
-        or FederationBenchOptions.ours,
+        ours=comma_list(ours) or FederationBenchOptions.ours,
         central_epochs=central_epochs,
         seed=seed,
         cores=cores,
@@ -313,9 +313,7 @@ def join_command(
         trusted_entities=trusted_entities,
         threads=threads,
         port=port,
-        unlabelled_domains=tuple(
-            name.strip() for name in unlabelled_domains.split(",") if name.strip()
-        ),
+        unlabelled_domains=comma_list(unlabelled_domains),
         flwr_home=flwr_home,
     )
     guarded(lambda: join(options, say=typer.echo), also=(JoinError, ValueError))

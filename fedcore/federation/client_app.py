@@ -36,7 +36,7 @@ from fedcore.federation.neighbour_exchange import (
     with_neighbour_context,
 )
 from fedcore.federation.server_moments import GRADIENTS_KEY, MOMENTS_KEY, ServerMomentsAdam
-from fedcore.federation.settings import FederationSettings
+from fedcore.federation.settings import FederationSettings, comma_list
 from fedcore.federation.site_hooks import (
     ScaffoldCorrection,
     adamw_gradient_scales,
@@ -95,8 +95,7 @@ def _site(msg: Message, context: Context):
     config: ConfigRecord = msg.content["config"]
     settings = FederationSettings.from_run_config(dict(config))
     site_dir, public_dir = site_folders(dict(context.node_config), settings.partitions_dir)
-    unlabelled = str(context.node_config.get("unlabelled-domains", ""))
-    unlabelled = tuple(name.strip() for name in unlabelled.split(",") if name.strip())
+    unlabelled = comma_list(str(context.node_config.get("unlabelled-domains", "")))
     site_id, data = load_partition_site(
         str(site_dir), str(public_dir), data_settings(settings), unlabelled
     )

@@ -275,14 +275,19 @@ class FederationSettings:
     @property
     def domain_list(self) -> list[str]:
         """Domains as a list, in head order."""
-        return [name.strip() for name in self.domains.split(",") if name.strip()]
+        return list(comma_list(self.domains))
 
     @property
     def local_layer_kinds(self) -> tuple[str, ...]:
         """Kinds of layers each site keeps to itself (see ``local_layers``)."""
         text = DEFAULT_LOCAL_LAYERS.get(self.strategy, "")
         text = text if self.local_layers == "default" else self.local_layers
-        return tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+        return tuple(sorted(set(comma_list(text))))
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """The names in a comma-separated setting, in order, without blanks."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _coerce(key: str, value, kind: type):
