@@ -69,7 +69,7 @@ from pipelines.cities import CitySource, obtain_city
 from pipelines.defaults import BENCH_DAYS, BENCH_DISTRICTS
 from pipelines.federate import parse_overrides, round_line
 from pipelines.local_only import run_local_only
-from pipelines.partition_commands import idle_sites_line, summarize_federation, untrained_sites
+from pipelines.partition_commands import idle_sites_line, summarize_sites, untrained_sites
 from pipelines.process_memory import PeakMemory
 from pipelines.runs import new_run_dir, write_manifest
 from pipelines.site_pool import site_view_scores
@@ -356,7 +356,7 @@ def run_federation_benchmark(
     federation = partition_city(city, spec)  # bad specs fail before anything is written
     bench_dir = new_run_dir(runs_dir, "bench-federation")
     progress(f"{city.name}: {len(city.districts)} districts -> {options.n_sites} sites")
-    idle = untrained_sites(summarize_federation(city, federation))
+    idle = untrained_sites(summarize_sites(city, federation.sites))
     if idle:
         progress(idle_sites_line(len(idle), options.n_sites))
     partitions = write_federation(federation, city, bench_dir / "partitions")

@@ -22,6 +22,7 @@ Safe by default:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -31,16 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.partition_io import read_site_info
-from fedcore.federation.layers import MODALITY_ENCODERS
+from rich.console import Console
+
+from datasets.partition_io import load_site, read_site_info
 from fedcore.federation.settings import FederationSettings
-from fedcore.federation.task import (
-    data_settings,
-    load_partition_site,
-    modality_counts,
-    site_folders,
-    site_threads,
-)
+from fedcore.federation.task import data_settings, site_folders, site_samples, site_threads
+from pipelines.partition_commands import SiteSummary, summarize_sites, summary_table
 
 SUPERNODE = "flower-supernode"
 
@@ -123,30 +120,14 @@ class JoinOptions:
             raise JoinError(f"--port must be a TCP port, got {self.port}")
 
 
-@dataclass(frozen=True)
-class SiteSummary:
-    """What a site brings, as training will see it."""
+def read_joining_site(options: JoinOptions) -> SiteSummary:
+    """Read the site folder as its ClientApp will, and say what it holds.
 
-    site_id: str
-    districts: int
-    windows: dict[str, int]
-    labelled: dict[str, int]
-    modalities: dict[str, int]
+    Its samples are cut with the federation's default settings, so a file that
+    training could not use fails here, before the node connects.
 
-    def lines(self) -> list[str]:
-        """The summary a partner reads before the node connects."""
-        windows = ", ".join(f"{split} {count}" for split, count in self.windows.items())
-        labelled = ", ".join(f"{name} {count}" for name, count in self.labelled.items())
-        present = ", ".join(f"{name} {count}" for name, count in self.modalities.items())
-        return [
-            f"site {self.site_id}: {self.districts} districts; windows: {windows}",
-            f"training windows with labels: {labelled}",
-            f"training windows with images/reports: {present}",
-        ]
-
-
-def summarise_site(options: JoinOptions) -> SiteSummary:
-    """Read the site folder as its ClientApp will, with the federation's default cut.
+    Returns:
+        The site's line of the ``kizashi city partitions`` table.
 
     Raises:
         CityDataError: A file of the site or the public layer breaks a rule (named).
@@ -154,20 +135,9 @@ def summarise_site(options: JoinOptions) -> SiteSummary:
     """
     site_dir, public_dir = site_folders(options.node_config(), partitions_dir="")
     read_site_info(site_dir)  # a folder that is no site is named before the public layer
-    settings = data_settings(FederationSettings())
-    site_id, data = load_partition_site(
-        str(site_dir), str(public_dir), settings, tuple(options.unlabelled_domains)
-    )
-    train = data.split["train"]
-    labelled = data.samples.target_mask[train].sum(axis=0)
-    present = modality_counts(data, train)
-    return SiteSummary(
-        site_id=site_id,
-        districts=len(set(data.samples.district.tolist())),
-        windows={name: len(indices) for name, indices in data.split.items()},
-        labelled={name: int(count) for name, count in zip(settings.domains, labelled, strict=True)},
-        modalities=dict(zip(MODALITY_ENCODERS, present, strict=True)),
-    )
+    city, info = load_site(site_dir, public_dir)
+    site_samples(city, info, data_settings(FederationSettings()), options.unlabelled_domains)
+    return summarize_sites(city, [info])[0]
 
 
 def write_node_config(options: JoinOptions, folder: Path) -> Path:
@@ -220,9 +190,10 @@ def join(
         CityDataError: The site folder or public layer is broken (named file and rule).
     """
     options.check()
-    summary = summarise_site(options)
-    for line in summary.lines():
-        say(line)
+    summary = read_joining_site(options)
+    rendered = Console(file=io.StringIO(), width=160, record=True)
+    rendered.print(summary_table([summary]))
+    say(rendered.export_text().rstrip())
     home = options.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
     command = supernode_command(options, write_node_config(options, home / "kizashi"))
     env = {**os.environ, "FLWR_HOME": str(home)}

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from datasets import City, temporal_split, window_starts
-from datasets.partition import Federation, PartitionSpec, SiteInfo, partition_city
+from datasets.partition import PartitionSpec, SiteInfo, partition_city
 from datasets.partition_io import write_federation
 from domains import domain_names
 from pipelines.guard import guarded
@@ -55,8 +55,8 @@ class SiteSummary:
     label_rates: dict[str, float]
 
 
-def summarize_federation(city: City, federation: Federation) -> list[SiteSummary]:
-    """One `SiteSummary` per site, indexing the city's records once."""
+def summarize_sites(city: City, sites: list[SiteInfo]) -> list[SiteSummary]:
+    """One `SiteSummary` per site of ``city``, indexing its records once."""
     starts = window_starts(city, STRIDE_HOURS, LOOKBACK_HOURS, HORIZON_HOURS)
     train = temporal_split(starts, HORIZON_HOURS)["train"]
     domains = _ordered_domains(city)
@@ -72,7 +72,7 @@ def summarize_federation(city: City, federation: Federation) -> list[SiteSummary
     with_sensors = set(city.sensors["district"].values.astype(str))
     n_channels = len(city.sensors.data_vars)
     summaries = []
-    for site in federation.sites:
+    for site in sites:
         held = site.window_mask(starts, HORIZON_HOURS)
         samples = len(site.districts) * int(held.sum())
         rows = [by_district.get(name, np.zeros(0, np.int64)) for name in site.districts]
@@ -222,7 +222,7 @@ def partitions(
 
     city, federation = guarded(build, also=(ValueError,))
     console = Console(width=max(Console().width, 120))  # a pipe still gets the whole table
-    summaries = summarize_federation(city, federation)
+    summaries = summarize_sites(city, federation.sites)
     console.print(summary_table(summaries))
     idle = untrained_sites(summaries)
     if idle:

@@ -90,7 +90,7 @@ def test_sites_join_a_deployment_superlink_and_federate(tiny_partitions, tiny_ci
         joined = {site: (tmp_path / f"{site}.log").read_text() for site in SITES}
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for site, output in joined.items():
-        assert f"site {site}:" in output and f"as {site}" in output, output[-2000:]
+        assert f"as {site} (1 thread)" in output, output[-2000:]
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rounds = [line for line in lines if line["kind"] == "round"]
     assert [line["round"] for line in rounds] == [1, 2]

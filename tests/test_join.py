@@ -94,9 +94,10 @@ def test_join_says_what_the_site_holds_then_hands_over(tiny_partitions, tmp_path
     options = _options(site, insecure=True, threads=2, flwr_home=tmp_path / "home")
     said, launched = [], []
     join(options, said.append, lambda argv, env: launched.append((argv, env)))
-    assert said[0].startswith("site site-001: ")
-    assert "training windows with labels: traffic" in said[1]
-    assert said[-1] == "joining fed.example:9091 as site-001 (2 threads)"
+    [table, joining] = said
+    [row] = [line.split() for line in table.splitlines() if "site-001" in line]
+    assert row[:2] == ["site-001", "1"]  # the site's line of `kizashi city partitions`
+    assert joining == "joining fed.example:9091 as site-001 (2 threads)"
     [(argv, env)] = launched
     assert env["FLWR_HOME"] == str(tmp_path / "home")
     node_config = argv[argv.index("--node-config") + 1]
@@ -124,4 +125,4 @@ def test_a_broken_site_is_named_before_anything_connects(tiny_partitions, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert len(launched) == 1
-    assert "site site-002:" in result.output
+    assert "site-002" in result.output and "joining 127.0.0.1:9091 as site-002" in result.output

@@ -21,7 +21,7 @@ from datasets.partition_grouping import _hilbert_index, spatial_order
 from datasets.partition_io import load_site, read_federation, write_federation
 from domains import get_domain
 from fedcore.federation.sites import read_site_plan
-from pipelines.partition_commands import register, summarize_federation, untrained_sites
+from pipelines.partition_commands import register, summarize_sites, untrained_sites
 
 DOMAINS = ("traffic", "safety", "crowd", "disaster")
 SKEWED = PartitionSpec(
@@ -415,7 +415,7 @@ def test_command_reports_bad_input_in_one_line(city_app, tmp_path):
 
 
 def test_summary_label_rates_match_the_written_sites(loaded_sites, federation, city, starts):
-    summaries = summarize_federation(city, federation)
+    summaries = summarize_sites(city, federation.sites)
     assert [summary.site_id for summary in summaries] == [site.site_id for site in federation.sites]
     for summary, site in zip(summaries, federation.sites, strict=True):
         loaded, _ = loaded_sites[site.site_id]
@@ -430,7 +430,7 @@ def test_summary_label_rates_match_the_written_sites(loaded_sites, federation, c
 def test_summary_counts_training_windows_and_names_sites_that_never_train(city, starts):
     """75 sites over 30 districts: three eras; the last falls after the validation cut."""
     federation = partition_city(city, PartitionSpec(n_sites=75, dirichlet_alpha=0.3, seed=1))
-    summaries = summarize_federation(city, federation)
+    summaries = summarize_sites(city, federation.sites)
     train = temporal_split(starts, 6)["train"]
     for summary, site in zip(summaries, federation.sites, strict=True):
         held = site.window_mask(starts) & train
@@ -438,7 +438,7 @@ def test_summary_counts_training_windows_and_names_sites_that_never_train(city, 
         assert summary.train_samples <= summary.samples
     idle = untrained_sites(summaries)
     assert idle == [site.site_id for number, site in enumerate(federation.sites) if number % 3 == 2]
-    whole = summarize_federation(city, partition_city(city, PartitionSpec(n_sites=10, seed=1)))
+    whole = summarize_sites(city, partition_city(city, PartitionSpec(n_sites=10, seed=1)).sites)
     assert untrained_sites(whole) == [] and all(summary.train_samples > 0 for summary in whole)
 
 

@@ -16,6 +16,7 @@ import torch
 from flwr.app import Array, ArrayRecord
 
 from datasets import City, static_features
+from datasets.partition import SiteInfo
 from datasets.partition_io import load_site, read_federation
 from fedcore.federation.layers import MODALITY_ENCODERS
 from fedcore.federation.settings import FederationSettings
@@ -92,19 +93,30 @@ def site_number(site_id: str) -> int:
 def load_partition_site(
     site_dir: str, public_dir: str, data: DataSettings, unlabelled: tuple[str, ...] = ()
 ) -> tuple[str, SiteData]:
-    """One site's samples from its own folder, cached per process.
+    """One site's samples from its own folder (`site_samples`), cached per process.
+
+    Returns:
+        The site id and its data.
+    """
+    city, info = load_site(site_dir, load_city_cached(str(public_dir)))
+    return info.site_id, site_samples(city, info, data, unlabelled)
+
+
+def site_samples(
+    city: City, info: SiteInfo, data: DataSettings, unlabelled: tuple[str, ...] = ()
+) -> SiteData:
+    """A site's samples from its view of the city (`datasets.partition_io.load_site`).
 
     Only windows the site holds data and labels for (`SiteInfo.window_mask`)
     enter its split; ``unlabelled`` domains get no labels at this site (their
     target mask is off), as at a partner that does not record them.
 
-    Returns:
-        The site id and its data.
+    Raises:
+        ValueError: ``unlabelled`` names a domain the run does not predict.
     """
     unknown = set(unlabelled) - set(data.domains)
     if unknown:
         raise ValueError(f"unlabelled-domains names unknown domains {sorted(unknown)}")
-    city, info = load_site(site_dir, load_city_cached(str(public_dir)))
     site = prepare_site_data(city, data, info.rows(city))
     held = info.window_mask(site.samples.starts, data.horizon_hours)
     site.split = {
@@ -113,7 +125,7 @@ def load_partition_site(
     for column, name in enumerate(data.domains):
         if name in unlabelled:
             site.samples.target_mask[:, column] = False
-    return info.site_id, site
+    return site
 
 
 def model_config_from_public(settings: FederationSettings, public: City) -> ModelConfig:
