@@ -188,7 +188,7 @@ def write_federation(federation: Federation, city: City, out_dir: str | Path) ->
         public_city(city).save(staging / "public")
         slicer = PrivateDataSlicer(city)
         for site in federation.sites:
-            _write_site(staging / "sites" / site.site_id, slicer.site_city(site), site)
+            write_site(staging / "sites" / site.site_id, slicer.site_city(site), site)
         document = {"format_version": SITE_FORMAT_VERSION, "city": city.name}
         document.update(federation.to_dict())
         (staging / "federation.json").write_text(json.dumps(document, indent=1))
@@ -196,8 +196,9 @@ def write_federation(federation: Federation, city: City, out_dir: str | Path) ->
     return write_folder_atomically(out_dir, write)
 
 
-def _write_site(folder: Path, site_city: City, site: SiteInfo) -> None:
-    folder.mkdir(parents=True)
+def write_site(folder: Path, site_city: City, site: SiteInfo) -> None:
+    """Write one site's folder (see the module docstring) from its private view of a city."""
+    folder.mkdir(parents=True, exist_ok=True)
     info = {"format_version": SITE_FORMAT_VERSION, "site": site.to_dict()}
     (folder / "site.json").write_text(json.dumps(info, indent=1))
     site_city.sensors.to_netcdf(folder / "sensors.nc")

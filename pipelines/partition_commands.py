@@ -1,7 +1,10 @@
-"""``kizashi city partitions``: split a City into edge-site folders and show what each holds.
+"""``kizashi city partitions`` and ``site``: edge-site folders, and what each holds.
 
-`register` adds the command to a typer app (the ``city`` group of the CLI). The
-table it prints per site — districts, samples, modalities, skew and label rate
+``partitions`` splits a City into site folders; ``site`` makes a partner's own
+City one site folder of an existing federation (`datasets.own_site`).
+
+`register` adds both to a typer app (the ``city`` group of the CLI). The
+table they print per site — districts, samples, modalities, skew and label rate
 per domain — is computed from the city and the plan, so it describes exactly
 the data written to each site folder.
 """
@@ -231,6 +234,29 @@ def partitions(
     console.print(f"wrote {len(federation.sites)} sites to {out_dir} in {seconds:.1f} s")
 
 
+def own_site(
+    city_dir: Annotated[Path, typer.Argument(help="Your own City folder (kizashi city import).")],
+    out_dir: Annotated[Path, typer.Argument(help="Site folder to write.")],
+    public: Annotated[
+        Path, typer.Option("--public", help="The federation's public layer (FED/public).")
+    ],
+    site_id: Annotated[str, typer.Option("--site-id", help="Your site's name.")],
+) -> None:
+    """Make your own City a site folder of a federation, for kizashi join."""
+    from datasets.own_site import write_own_site
+
+    def build():
+        city = City.load(city_dir)
+        site = write_own_site(city, City.load(public), site_id, out_dir, city_dir)
+        return city, site
+
+    city, site = guarded(build, also=(ValueError,))
+    console = Console(width=max(Console().width, 120))
+    console.print(summary_table(summarize_sites(city, [site])))
+    console.print(f"wrote site {site.site_id} to {out_dir}")
+
+
 def register(city_app: typer.Typer) -> None:
-    """Add the ``partitions`` command to ``city_app``."""
+    """Add the ``partitions`` and ``site`` commands to ``city_app``."""
     city_app.command("partitions")(partitions)
+    city_app.command("site")(own_site)

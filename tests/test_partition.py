@@ -356,14 +356,14 @@ def test_write_is_atomic(city, federation, tmp_path, monkeypatch):
     target = tmp_path / "federation"
     write_federation(federation, city, target)
     before = sorted(path.relative_to(target) for path in target.rglob("*"))
-    real_write_site = partition_io._write_site
+    real_write_site = partition_io.write_site
 
     def failing(folder, site_city, site):
         if site.site_id == "site-002":
             raise OSError("disk full")
         real_write_site(folder, site_city, site)
 
-    monkeypatch.setattr(partition_io, "_write_site", failing)
+    monkeypatch.setattr(partition_io, "write_site", failing)
     with pytest.raises(OSError):
         write_federation(partition_city(city, PartitionSpec(n_sites=5)), city, target)
     with pytest.raises(OSError):
