@@ -96,7 +96,11 @@ def flower_home(folder: Path, name: str, port: int, ca: Path | None = None) -> d
 
 @contextmanager
 def running_superlink(
-    folder: Path, name: str, simulation: bool, tls: dict[str, Path] | None = None
+    folder: Path,
+    name: str,
+    simulation: bool,
+    tls: dict[str, Path] | None = None,
+    node_auth: bool = False,
 ) -> Iterator[tuple[dict, int]]:
     """A SuperLink on a free 127.0.0.1 port, never installing dependencies; ended on exit.
 
@@ -105,6 +109,8 @@ def running_superlink(
         name: What ``flwr`` calls it.
         simulation: Flower's simulation runtime instead of deployment.
         tls: `tls_files` to serve HTTPS with; plain HTTP when None.
+        node_auth: Admit only SuperNodes whose public key was registered
+            (``flwr supernode register``).
 
     Yields:
         The environment for ``flwr`` (its FLWR_HOME knows the SuperLink as
@@ -127,6 +133,8 @@ def running_superlink(
         command += ["--ssl-keyfile", str(tls["key"])]
     else:
         command.append("--insecure")
+    if node_auth:
+        command.append("--enable-supernode-auth")
     if simulation:
         command.append("--simulation")
     log = (folder / "superlink.log").open("w")
@@ -206,3 +214,26 @@ def tls_files(folder: Path) -> dict[str, Path]:
         )
     )
     return files
+
+
+def node_key_pair(folder: Path, name: str) -> tuple[Path, Path]:
+    """A SuperNode's EC key pair in OpenSSH format: ``(private, public)`` files."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    folder.mkdir(parents=True, exist_ok=True)
+    private, public = folder / f"{name}.key", folder / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    )
+    return private, public
