@@ -25,7 +25,7 @@ from rich.table import Table
 
 from datasets import City, temporal_split, window_starts
 from datasets.partition import PartitionSpec, SiteInfo, partition_city
-from datasets.partition_io import write_federation
+from datasets.partition_io import load_site, write_federation
 from domains import domain_names
 from pipelines.guard import guarded
 
@@ -246,13 +246,13 @@ def own_site(
     from datasets.own_site import write_own_site
 
     def build():
-        city = City.load(city_dir)
-        site = write_own_site(city, City.load(public), site_id, out_dir, city_dir)
-        return city, site
+        public_layer = City.load(public)
+        write_own_site(City.load(city_dir), public_layer, site_id, out_dir, city_dir)
+        return load_site(out_dir, public_layer)  # what the site's ClientApp will read
 
-    city, site = guarded(build, also=(ValueError,))
+    view, site = guarded(build, also=(ValueError,))
     console = Console(width=max(Console().width, 120))
-    console.print(summary_table(summarize_sites(city, [site])))
+    console.print(summary_table(summarize_sites(view, [site])))
     console.print(f"wrote site {site.site_id} to {out_dir}")
 
 
