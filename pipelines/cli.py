@@ -301,7 +301,7 @@ def join_command(
     ] = None,
 ) -> None:
     """Join a federation: check this site's folder, then run a Flower SuperNode on it."""
-    from pipelines.join import JoinError, JoinOptions, join
+    from pipelines.join import JoinOptions, join
 
     options = JoinOptions(
         superlink=superlink,
@@ -316,7 +316,7 @@ def join_command(
         unlabelled_domains=comma_list(unlabelled_domains),
         flwr_home=flwr_home,
     )
-    guarded(lambda: join(options, say=typer.echo), also=(JoinError, ValueError))
+    guarded(lambda: join(options, say=typer.echo), also=(ValueError,))  # JoinError among them
 
 
 @app.command()

@@ -148,9 +148,11 @@ def write_node_config(options: JoinOptions, folder: Path) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"node-config-{options.port}.toml"
-    lines = [f"{key} = {json.dumps(value)}" for key, value in options.node_config().items()]
+    # A JSON string is a TOML basic string, but TOML has no surrogate pairs: keep UTF-8.
+    config = options.node_config().items()
+    lines = [f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in config]
     handle, staging = tempfile.mkstemp(prefix=path.name, dir=folder)
-    with os.fdopen(handle, "w") as out:
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
     os.replace(staging, path)
     return path

@@ -67,7 +67,7 @@ def test_the_supernode_gets_tls_the_site_key_and_no_dependency_installation(tmp_
 
 
 def test_the_node_config_reaches_flower_whatever_the_path(tmp_path):
-    site = tmp_path / 'partner "north" ward\'s data' / "site-000"
+    site = tmp_path / 'partner "north" ward\'s data, Kōtō 🌊' / "site-000"
     options = _options(
         site, public_dir=tmp_path / "pub lic", threads=3, unlabelled_domains=("crowd", "safety")
     )
