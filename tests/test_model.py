@@ -126,6 +126,17 @@ def test_report_embedder_matches_sentence_transformers_pooling():
     assert vectors[0] @ similar > vectors[1] @ similar
 
 
+def test_loading_the_report_embedder_draws_no_progress_bar_and_leaves_them_on(capfd):
+    from transformers.utils import logging as transformers_logging
+
+    from fedcore.model.text_embedding import ReportEmbedder
+
+    assert transformers_logging.is_progress_bar_enabled()
+    ReportEmbedder()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # others' bars are not ours to hide
+
+
 def test_each_encoder_can_be_frozen_or_adapted_on_its_own():
     from fedcore.model.adapters import add_lora, freeze_encoder, trainable_parameters
 
