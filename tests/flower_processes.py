@@ -125,9 +125,7 @@ def running_superlink(
         "127.0.0.1",
         "--port",
         str(port),
-        "--database",
-        str(folder / "superlink-state.db"),
-    ]
+    ]  # state in memory: with a SQLite file, concurrent pushes hit "database is locked"
     if tls:
         command += ["--ssl-ca-certfile", str(tls["ca"]), "--ssl-certfile", str(tls["certificate"])]
         command += ["--ssl-keyfile", str(tls["key"])]
