@@ -299,6 +299,10 @@ def join_command(
     flwr_home: Annotated[
         Path | None, typer.Option(help="Flower's state folder for this node [FLWR_HOME].")
     ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the site keeps report embeddings [FLWR_HOME/kizashi/cache]."),
+    ] = None,
 ) -> None:
     """Join a federation: check this site's folder, then run a Flower SuperNode on it."""
     from pipelines.join import JoinOptions, join
@@ -315,6 +319,7 @@ def join_command(
         port=port,
         unlabelled_domains=comma_list(unlabelled_domains),
         flwr_home=flwr_home,
+        cache_dir=cache_dir,
     )
     guarded(lambda: join(options, say=typer.echo), also=(ValueError,))  # JoinError among them
 

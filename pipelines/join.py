@@ -18,6 +18,10 @@ Safe by default:
   the partner trusts.
 - Flower installs no Python packages the server's app asks for: the SuperNode
   runs without ``--allow-runtime-dependency-installation``.
+
+Flower starts a fresh ClientApp process for every message, so the node keeps
+the site's report embeddings on disk (``KIZASHI_CACHE_DIR``): the join's own
+check fills the store, and no round embeds a report again.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +42,7 @@ from rich.console import Console
 from datasets.partition_io import load_site, read_site_info
 from fedcore.federation.settings import FederationSettings
 from fedcore.federation.task import data_settings, site_folders, site_samples, site_threads
+from fedcore.model.embedding_store import CACHE_DIR_VARIABLE
 from pipelines.partition_commands import SiteSummary, summarize_sites, summary_table
 
 SUPERNODE = "flower-supernode"
@@ -66,6 +72,8 @@ class JoinOptions:
         unlabelled_domains: Domains this partner does not record.
         flwr_home: Flower's state folder for this node (``FLWR_HOME``); Flower's
             default when None.
+        cache_dir: Where the site keeps its report embeddings between rounds
+            (`fedcore.model.embedding_store`); ``<flwr-home>/kizashi/cache`` when None.
     """
 
     superlink: str
@@ -79,6 +87,15 @@ class JoinOptions:
     port: int = 9094
     unlabelled_domains: tuple[str, ...] = field(default_factory=tuple)
     flwr_home: Path | None = None
+    cache_dir: Path | None = None
+
+    def home(self) -> Path:
+        """Flower's state folder for this node."""
+        return self.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
+
+    def caches(self) -> Path:
+        """The folder of the site's caches."""
+        return self.cache_dir or self.home() / "kizashi" / "cache"
 
     def node_config(self) -> dict:
         """What the ClientApp reads from the node (`fedcore.federation.task`)."""
@@ -192,13 +209,28 @@ def join(
         CityDataError: The site folder or public layer is broken (named file and rule).
     """
     options.check()
-    summary = read_joining_site(options)
+    with _environment(CACHE_DIR_VARIABLE, str(options.caches())):
+        summary = read_joining_site(options)  # fills the embedding store for round 1
     rendered = Console(file=io.StringIO(), width=160, record=True)
     rendered.print(summary_table([summary]))
     say(rendered.export_text().rstrip())
-    home = options.flwr_home or Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
+    home = options.home()
     command = supernode_command(options, write_node_config(options, home / "kizashi"))
-    env = {**os.environ, "FLWR_HOME": str(home)}
+    env = {**os.environ, "FLWR_HOME": str(home), CACHE_DIR_VARIABLE: str(options.caches())}
     threads = f"{options.threads} thread{'' if options.threads == 1 else 's'}"
     say(f"joining {options.superlink} as {summary.site_id} ({threads})")
     (launch or (lambda argv, environ: os.execvpe(argv[0], argv, environ)))(command, env)
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set one environment variable for a block, then put back what was there."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

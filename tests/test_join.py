@@ -4,6 +4,7 @@ No SuperNode starts here: the launch is recorded instead. The end-to-end join
 against a deployment SuperLink is `tests/test_federation_deployment.py` (slow).
 """
 
+import os
 import shutil
 from pathlib import Path
 
@@ -100,6 +101,10 @@ def test_join_says_what_the_site_holds_then_hands_over(tiny_partitions, tmp_path
     assert joining == "joining fed.example:9091 as site-001 (2 threads)"
     [(argv, env)] = launched
     assert env["FLWR_HOME"] == str(tmp_path / "home")
+    cache = tmp_path / "home" / "kizashi" / "cache"
+    assert env["KIZASHI_CACHE_DIR"] == str(cache)
+    assert [path.suffix for path in cache.iterdir()] == [".sqlite"]  # the check filled it
+    assert "KIZASHI_CACHE_DIR" not in os.environ
     node_config = argv[argv.index("--node-config") + 1]
     assert parse_config_args([node_config])["site-dir"] == str(site.resolve())
 

@@ -137,6 +137,49 @@ def test_loading_the_report_embedder_draws_no_progress_bar_and_leaves_them_on(ca
     assert transformers_logging.is_progress_bar_enabled()  # others' bars are not ours to hide
 
 
+def _counting_model_calls(embedder) -> list[int]:
+    calls, model = [], embedder.model
+
+    def counted(**encoded):
+        calls.append(len(encoded["input_ids"]))
+        return model(**encoded)
+
+    embedder.model = counted
+    return calls
+
+
+def test_report_embeddings_are_kept_on_disk_for_the_next_process(tmp_path):
+    from fedcore.model.text_embedding import ReportEmbedder, model_tag
+
+    texts = ["Flooded underpass on route 6.", "Festival tonight.", "Flooded underpass on route 6."]
+    first = ReportEmbedder(cache_dir=tmp_path)
+    vectors = first(texts)
+    [store] = tmp_path.iterdir()
+    assert model_tag() in store.name and "minilm" in store.name
+    again = ReportEmbedder(cache_dir=tmp_path)  # as a fresh ClientApp process would
+    calls = _counting_model_calls(again)
+    assert np.array_equal(again(texts), vectors) and calls == []
+    assert np.allclose(again(["A new report."]), ReportEmbedder()(["A new report."]), atol=1e-6)
+    assert calls == [1]
+    third = ReportEmbedder(cache_dir=tmp_path)
+    calls = _counting_model_calls(third)
+    third(["A new report.", "Festival tonight."])
+    assert calls == []
+
+
+def test_an_unusable_embedding_cache_is_warned_about_and_left_as_it_is(tmp_path):
+    from fedcore.model.text_embedding import ReportEmbedder, model_tag
+
+    store = tmp_path / f"report-embeddings-{model_tag()}.sqlite"
+    store.write_bytes(b"this is not a database" * 100)
+    embedder = ReportEmbedder(cache_dir=tmp_path)
+    with pytest.warns(RuntimeWarning, match="not usable"):
+        vectors = embedder(["Lost cat.", "Road closed."])
+    assert np.allclose(vectors, ReportEmbedder()(["Lost cat.", "Road closed."]), atol=1e-6)
+    assert store.read_bytes() == b"this is not a database" * 100
+    embedder(["Another report."])  # warned once; embedding goes on without the store
+
+
 def test_each_encoder_can_be_frozen_or_adapted_on_its_own():
     from fedcore.model.adapters import add_lora, freeze_encoder, trainable_parameters
 
