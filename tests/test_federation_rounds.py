@@ -235,3 +235,35 @@ def test_error_text_finds_the_cause_in_flowers_wrapping():
     untagged = "<class 'X'>:<'\nException ClientAppException occurred. Message: chaos: boom'>"
     assert error_text(untagged) == "chaos: boom"
     assert error_text("plain failure") == "plain failure"
+
+
+def test_a_cosine_server_schedule_decays_the_adaptive_servers_step(
+    tiny_partitions, tiny_city_dir, tmp_path, monkeypatch
+):
+    from flwr.serverapp.strategy import FedAdam
+
+    steps = []
+    stepped = FedAdam.aggregate_train
+
+    def spy(self, server_round, replies):
+        steps.append((server_round, self.eta))
+        return stepped(self, server_round, replies)
+
+    monkeypatch.setattr(FedAdam, "aggregate_train", spy)
+    settings = tiny_settings(
+        tiny_partitions,
+        tiny_city_dir,
+        tmp_path,
+        strategy="fedadam",
+        site_optimiser="sgd",
+        lr=1.0,
+        local_steps=1,
+        server_lr=0.01,
+        server_lr_schedule="cosine",
+        num_rounds=3,
+    )
+    run_federation(DirectGrid(client_app), settings)
+    assert [round_ for round_, _ in steps] == [1, 2, 3]
+    assert [eta for _, eta in steps] == pytest.approx([0.01, 0.0075, 0.0025])
+    with pytest.raises(ValueError, match="server-lr-schedule"):
+        settings.with_updates(strategy="fedavgm")  # its step is not Adam's eta

@@ -23,7 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
 from fedcore.federation.aggregation import decode_reply
 from fedcore.federation.model_average import ModelAverage
-from fedcore.federation.settings import FederationSettings
+from fedcore.federation.settings import ADAPTIVE_STRATEGIES, FederationSettings
 from fedcore.federation.site_order import SiteOrderedGrid, error_text
 from fedcore.federation.strategies import SiteAware
 from fedcore.run_log import append_metrics
@@ -71,6 +71,8 @@ def run_round(
         RoundFailedError: Fewer than ``min-train-sites`` successful replies.
     """
     random.seed(settings.seed * 1_000_003 + server_round)  # Flower samples with `random`
+    if settings.strategy in ADAPTIVE_STRATEGIES:
+        strategy.eta = settings.server_lr_at(server_round)  # read by its aggregate_train
     began = time.perf_counter()
     messages = list(
         strategy.configure_train(server_round, arrays, ConfigRecord(dict(train_config)), grid)

@@ -14,6 +14,7 @@ ROUND_SELECTIONS = ("best", "last")
 SITE_SAMPLINGS = ("random", "cycle")
 UPDATE_MEMORY_RULES = ("average", "correct")  # see update_memory_rule below
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "scaffold", "fedbn", "fedper")
+ADAPTIVE_STRATEGIES = ("fedadam", "fedyogi")  # Flower's server optimisers with a step ``eta``
 LOCAL_LAYER_KINDS = ("norm", "head")
 SITE_OPTIMISERS = ("adamw", "sgd", "mimelite")  # see site_optimiser below
 # Layers a strategy keeps at the site unless ``local-layers`` says otherwise.
@@ -108,6 +109,10 @@ class FederationSettings:
             and the share of those moments in each of their steps.
         server_beta2: FedAdam/FedYogi (and ``mimelite``) second-moment decay per round.
         server_tau: FedAdam/FedYogi adaptivity (added to the root of the second moment).
+        server_lr_schedule: ``cosine`` decays FedAdam's and FedYogi's ``eta`` over
+            the rounds to 0 (`server_lr_at`); ``constant`` keeps it. With ``sgd``
+            sites, the server's Adam takes out the scale of their updates, and
+            with it the sites' own ``lr-schedule``: the decay has to be the server's.
         server_ema: Decay per round of the server's moving average of the global
             model, which is then what is evaluated, selected and saved; sites
             still train from the raw model (`fedcore.federation.model_average`).
@@ -172,6 +177,7 @@ class FederationSettings:
     server_beta1: float = 0.9
     server_beta2: float = 0.99
     server_tau: float = 1e-3
+    server_lr_schedule: str = "constant"
     server_ema: float = 0.0
     modality_weighting: bool = True
     gradient_weighting: bool = False
@@ -213,6 +219,8 @@ class FederationSettings:
             "server-ema": 0 <= self.server_ema < 1,
             "central-eval-split": self.central_eval_split in ("train", "validation", "test"),
             "lr-schedule": self.lr_schedule in ("cosine", "constant"),
+            "server-lr-schedule": self.server_lr_schedule == "constant"
+            or (self.server_lr_schedule == "cosine" and self.strategy in ADAPTIVE_STRATEGIES),
             "site-optimiser": self.site_optimiser in SITE_OPTIMISERS,
             "site-momentum": 0 <= self.site_momentum < 1,
             "sam-radius": self.sam_radius >= 0,
@@ -262,10 +270,17 @@ class FederationSettings:
 
     def site_lr(self, server_round: int) -> float:
         """The sites' learning rate in round ``server_round`` (1-based)."""
-        if self.lr_schedule == "constant":
-            return self.lr
+        return self.lr * self._decay(self.lr_schedule, server_round)
+
+    def server_lr_at(self, server_round: int) -> float:
+        """FedAdam's or FedYogi's ``eta`` in round ``server_round`` (see ``server_lr_schedule``)."""
+        return self.server_step * self._decay(self.server_lr_schedule, server_round)
+
+    def _decay(self, schedule: str, server_round: int) -> float:
+        if schedule == "constant":
+            return 1.0
         done = min(max(server_round - 1, 0), self.num_rounds) / self.num_rounds
-        return self.lr * 0.5 * (1 + math.cos(math.pi * done))
+        return 0.5 * (1 + math.cos(math.pi * done))
 
     @property
     def server_step(self) -> float:
