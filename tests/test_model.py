@@ -181,6 +181,10 @@ def test_an_unusable_embedding_cache_is_warned_about_and_left_as_it_is(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once; embedding goes on without the store
         assert embedder(["Another report."]).shape == (1, 384)
+    (tmp_path / "a-file").write_text("not a folder")
+    beneath_a_file = ReportEmbedder(cache_dir=tmp_path / "a-file" / "cache")
+    with pytest.warns(RuntimeWarning, match="not usable"):
+        assert beneath_a_file(["Lost cat."]).shape == (1, 384)
 
 
 def test_each_encoder_can_be_frozen_or_adapted_on_its_own():

@@ -92,7 +92,7 @@ class EmbeddingStore:
                     vector = np.frombuffer(blob, dtype=np.float32)
                     if vector.shape == (self.dim,) and np.isfinite(vector).all():
                         found[by_key[bytes(key)]] = vector.copy()
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:  # OSError: a folder that cannot be made
             self._give_up(error)
             return {}
         return found
@@ -111,5 +111,5 @@ class EmbeddingStore:
                 connection.executemany(
                     "INSERT OR IGNORE INTO embeddings (key, vector) VALUES (?, ?)", rows
                 )
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:  # OSError: a folder that cannot be made
             self._give_up(error)
