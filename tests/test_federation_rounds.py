@@ -267,3 +267,27 @@ def test_a_cosine_server_schedule_decays_the_adaptive_servers_step(
     assert [eta for _, eta in steps] == pytest.approx([0.01, 0.0075, 0.0025])
     with pytest.raises(ValueError, match="server-lr-schedule"):
         settings.with_updates(strategy="fedavgm")  # its step is not Adam's eta
+
+
+def test_evaluate_every_scores_only_its_rounds_and_the_last_and_selects_among_them(
+    tiny_partitions, tiny_city_dir, tmp_path
+):
+    settings = tiny_settings(
+        tiny_partitions,
+        tiny_city_dir,
+        tmp_path,
+        num_rounds=3,
+        evaluate_every=2,
+        fraction_evaluate=1.0,
+        central_eval_split="validation",
+        server_ema=0.5,
+    )
+    run_federation(DirectGrid(client_app), settings)
+    rounds = _lines(tmp_path, "round")
+    assert [line["round"] for line in rounds] == [1, 2, 3]
+    assert ["central" in line for line in rounds] == [False, True, True]
+    assert ["federated_evaluation" in line for line in rounds] == [False, True, True]
+    (kept,) = _lines(tmp_path, "model")
+    assert kept["round"] in (2, 3) and kept["selected_by"] == "central validation"
+    with pytest.raises(ValueError, match="evaluate-every"):
+        settings.with_updates(evaluate_every=0)

@@ -154,7 +154,8 @@ def run_rounds(
 
     Central evaluation scores what ``average`` makes of the round's global model:
     the server's moving average of it, or the model itself when that is off
-    (`fedcore.federation.model_average`).
+    (`fedcore.federation.model_average`). Only the rounds `FederationSettings.evaluates`
+    names are scored, centrally or by the sites.
 
     ``on_round_done(round, arrays, record)`` runs after the round's lines are
     appended (it writes the checkpoint), so a checkpoint always has its lines.
@@ -173,15 +174,16 @@ def run_rounds(
                 run_dir, {"kind": "round-failed", "round": server_round, "error": str(error)}
             )
             raise
-        if settings.fraction_evaluate > 0:
+        scored = average.update(arrays)
+        evaluates = settings.evaluates(server_round)
+        if evaluates and settings.fraction_evaluate > 0:
             messages = strategy.configure_evaluate(
                 server_round, arrays, ConfigRecord(dict(train_config)), grid
             )
             replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout_s))
             evaluated = strategy.aggregate_evaluate(server_round, replies)
             record["federated_evaluation"] = dict(evaluated) if evaluated else None
-        scored = average.update(arrays)
-        if central_evaluation is not None:
+        if evaluates and central_evaluation is not None:
             record["central"] = central_evaluation(server_round, scored)
         record["wall_seconds"] = time.perf_counter() - began
         for row in site_rows:

@@ -78,6 +78,11 @@ class FederationSettings:
         batch_size: Site batch size.
         fraction_train: Share of sites asked to train each round.
         fraction_evaluate: Share of sites asked to score the model each round (0: none).
+        evaluate_every: Central and federated evaluation score every this many
+            rounds, and the last; the rounds between are neither scored nor
+            selectable (`fedcore.federation.selection`). 1: every round. A
+            FedSGD round of one step a site costs little next to scoring the
+            hold-out, so a long run of them need not score each.
         site_sampling: How a round's training sites are drawn: ``random``, afresh
             each round as Flower does; ``cycle``, without replacement, so each
             site trains once per ``ceil(1 / fraction-train)`` rounds
@@ -163,6 +168,7 @@ class FederationSettings:
     batch_size: int = 64
     fraction_train: float = 1.0
     fraction_evaluate: float = 0.0
+    evaluate_every: int = 1
     site_sampling: str = "random"
     min_train_sites: int = 2
     min_available_sites: int = 0
@@ -209,6 +215,7 @@ class FederationSettings:
             "lr": self.lr > 0,
             "fraction-train": 0 < self.fraction_train <= 1,
             "fraction-evaluate": 0 <= self.fraction_evaluate <= 1,
+            "evaluate-every": self.evaluate_every >= 1,
             "min-train-sites": self.min_train_sites >= 1,
             "min-available-sites": self.min_available_sites >= 0,
             "round-timeout-s": self.round_timeout_s > 0,
@@ -267,6 +274,10 @@ class FederationSettings:
         """Epochs a site with ``n_train`` training samples runs in a round (see ``local_steps``)."""
         steps_per_epoch = max(math.ceil(n_train / self.batch_size), 1)
         return max(self.local_epochs, math.ceil(self.local_steps / steps_per_epoch))
+
+    def evaluates(self, server_round: int) -> bool:
+        """Whether round ``server_round`` is scored (see ``evaluate_every``)."""
+        return server_round % self.evaluate_every == 0 or server_round == self.num_rounds
 
     def site_lr(self, server_round: int) -> float:
         """The sites' learning rate in round ``server_round`` (1-based)."""
