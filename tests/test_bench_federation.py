@@ -180,8 +180,8 @@ def test_the_cli_passes_ours_and_the_round_rule_with_our_best_method_by_default(
     monkeypatch, tmp_path
 ):
     best = method_settings(FederationSettings(fraction_train=0.1), BEST_OF_OURS)
-    assert (best.strategy, best.server_lr, best.server_momentum) == ("fedavgm", 2.0, 0.0)
-    assert best.gradient_weighting and best.fraction_train == 0.3
+    assert (best.strategy, best.site_optimiser, best.local_steps) == ("fedadam", "sgd", 1)
+    assert (best.sam_radius, best.fraction_train, best.num_rounds) == (0.05, 0.05, 400)
     given = []
 
     def record(options, runs_dir, progress):
@@ -219,8 +219,10 @@ def test_every_federated_method_keeps_the_round_the_benchmark_names(tmp_path):
     options = FederationBenchOptions(rounds=144, select_round="last", neighbour_exchange=True)
     base = federation_base(options, tmp_path / "partitions", tmp_path / "pooled")
     assert (base.select_round, base.num_rounds, base.neighbour_exchange) == ("last", 144, True)
-    ours = method_settings(base, BEST_OF_OURS)
-    assert (ours.select_round, ours.num_rounds, ours.fraction_train) == ("last", 144, 0.3)
+    fedavgm = method_settings(base, "fedavgm:server-lr=2:fraction-train=0.3")
+    assert (fedavgm.select_round, fedavgm.num_rounds, fedavgm.fraction_train) == ("last", 144, 0.3)
+    ours = method_settings(base, BEST_OF_OURS)  # its own rounds, the benchmark's rule
+    assert (ours.select_round, ours.num_rounds, ours.neighbour_exchange) == ("last", 400, True)
     assert federation_base(FederationBenchOptions(), tmp_path, tmp_path).select_round == "best"
     bad = FederationBenchOptions(select_round="middle")
     with pytest.raises(ValueError, match="select-round"):
